@@ -1,0 +1,35 @@
+# Every target creates .venv first if it is missing; a second run reuses it and starts at once.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.rlteach-installed
+
+.PHONY: lab test test-fast lint format clean-venv
+
+lab: $(STAMP)  ## start JupyterLab on notebooks/ with the rlteach kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+test: $(STAMP)  ## the whole suite: unit tests, every notebook headless (fast profile), lint
+	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory lint
+
+test-fast: $(STAMP)  ## quick iteration: library tests only, no notebooks, no slow training
+	$(BIN)/python -m pytest -m "not notebook and not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Reinstall only when the dependency files change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name rlteach --display-name "Python (rlteach)"
+	touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,128 @@
+"""Validated configuration dataclasses and the fast profile for headless runs.
+
+Every trainer takes a config dataclass (or the same fields as keywords). Each field declares its
+allowed range in its metadata with :func:`setting`; :func:`validate` checks a config against those
+ranges and raises ``ValueError`` naming the field, the value and what is allowed. The widget panels
+read the same metadata to build their sliders and dropdowns.
+
+``RLTEACH_FAST=1`` switches notebooks to the fast profile (small runs, for headless tests); notebooks
+ask :func:`fast_profile` or :func:`pick` instead of reading the variable themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+FAST_ENV_VAR = "RLTEACH_FAST"
+
+C = TypeVar("C")
+
+
+def fast_profile() -> bool:
+    """True when ``RLTEACH_FAST`` is set to 1/true/yes: notebooks shrink their runs."""
+    return os.environ.get(FAST_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pick(full: Any, fast: Any) -> Any:
+    """``fast`` in the fast profile, ``full`` otherwise (e.g. ``episodes = pick(20_000, 2_000)``)."""
+    return fast if fast_profile() else full
+
+
+def setting(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: Sequence[Any] | None = None,
+    log: bool = False,
+    help: str = "",
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> Any:
+    """A dataclass field with its allowed range (``low``/``high``) or ``choices``.
+
+    ``log=True`` asks widgets for a logarithmic slider (learning rates). ``help`` is shown as the
+    widget's tooltip and in error messages.
+    """
+    meta = {
+        "low": low,
+        "high": high,
+        "choices": tuple(choices) if choices is not None else None,
+        "log": log,
+        "help": help,
+        "low_inclusive": low_inclusive,
+        "high_inclusive": high_inclusive,
+    }
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed in configs; use a tuple")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def allowed(meta: dict) -> str:
+    """Human-readable description of what a field allows, e.g. ``"in (0, 1]"``."""
+    if meta.get("choices") is not None:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    low, high = meta.get("low"), meta.get("high")
+    left = "[" if meta.get("low_inclusive", True) else "("
+    right = "]" if meta.get("high_inclusive", True) else ")"
+    if low is not None and high is not None:
+        return f"in {left}{low}, {high}{right}"
+    if low is not None:
+        return (">= " if left == "[" else "> ") + str(low)
+    if high is not None:
+        return ("<= " if right == "]" else "< ") + str(high)
+    return "any value"
+
+
+def _in_range(value: Any, meta: dict) -> bool:
+    if meta.get("choices") is not None:
+        return value in meta["choices"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return meta.get("low") is None and meta.get("high") is None
+    low, high = meta.get("low"), meta.get("high")
+    if value != value:  # NaN is never in range
+        return False
+    if low is not None and (value < low or (value == low and not meta.get("low_inclusive", True))):
+        return False
+    if high is not None and (
+        value > high or (value == high and not meta.get("high_inclusive", True))
+    ):
+        return False
+    return True
+
+
+def validate(config: Any) -> Any:
+    """Check every field of ``config`` against its declared range; return the config.
+
+    Raises ``ValueError("<Class>.<field> = <value> is invalid: must be <allowed>")``.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.metadata and not _in_range(value, f.metadata):
+            hint = f" ({f.metadata['help']})" if f.metadata.get("help") else ""
+            raise ValueError(
+                f"{type(config).__name__}.{f.name} = {value!r} is invalid: "
+                f"must be {allowed(f.metadata)}{hint}"
+            )
+    return config
+
+
+def make_config(cls: type[C], config: C | None = None, **overrides: Any) -> C:
+    """Build a validated ``cls`` from an optional base config and keyword overrides.
+
+    Unknown keywords raise ``ValueError`` listing the fields ``cls`` has.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known fields: "
+            + ", ".join(sorted(names))
+        )
+    if config is not None and not isinstance(config, cls):
+        raise ValueError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+    base = config if config is not None else cls()
+    return validate(dataclasses.replace(base, **overrides))

@@ -1,0 +1,100 @@
+"""Environment factory: single envs for evaluation, vector envs for collecting experience.
+
+Gymnasium ≥ 1.0 vector envs reset a finished sub-environment automatically, in one of two ways:
+
+* ``NEXT_STEP``: the step that ends an episode returns the genuine final observation; the *next*
+  ``step()`` call resets that sub-environment, ignores its action and returns the reset observation
+  with reward 0. Vectorised implementations (``vector_entry_point``, e.g. CartPole) work this way.
+* ``SAME_STEP``: the step that ends an episode already returns the reset observation; the genuine
+  final observation is in ``infos["final_obs"][i]``. Used here for every ``SyncVectorEnv``.
+
+:class:`rlteach.rollout.Collector` handles both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+
+def registered_spec(env_id: str) -> EnvSpec:
+    """The registry entry of ``env_id`` (``"[module:][namespace/]name-vN"``, version required).
+
+    An id that is not registered raises ``ValueError`` naming it and listing close matches.
+    """
+    if not isinstance(env_id, str):
+        raise ValueError(f"env_id must be a string such as 'CartPole-v1', got {env_id!r}")
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            raise ValueError(f"env_id {env_id!r}: cannot import module {module!r} ({e})") from e
+    spec = gym.envs.registry.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(gym.envs.registry), n=3)
+        hint = f"; close matches: {close}" if close else ""
+        raise ValueError(f"env_id {env_id!r} is not a registered gymnasium environment{hint}")
+    return spec
+
+
+def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
+    """One environment, e.g. for evaluation; ``env_kwargs`` go to ``gymnasium.make``
+    (``max_episode_steps=...``, ``render_mode=...``)."""
+    registered_spec(env_id)
+    return gym.make(env_id, **env_kwargs)
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    seed: int | None = None,
+    env_fn: Callable[[], gym.Env] | None = None,
+    **env_kwargs: Any,
+) -> VectorEnv:
+    """``num_envs`` copies of an environment stepped as one batch.
+
+    Where ``env_id`` registers a ``vector_entry_point`` (CartPole-v1 does) it is used: one numpy
+    implementation steps all copies at once, much faster, with ``NEXT_STEP`` autoreset. Otherwise,
+    or when ``env_fn`` (a zero-argument callable returning an Env, e.g. written in a notebook) is
+    given, a ``SyncVectorEnv`` with ``SAME_STEP`` autoreset. ``env_kwargs`` (e.g.
+    ``max_episode_steps=5``) go to the environment constructor; not allowed with ``env_fn``.
+
+    With a ``seed``, the env is reset with ``reset(seed=seed)`` and its action space is seeded.
+    """
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+    if env_fn is not None and env_kwargs:
+        raise ValueError(
+            f"env_kwargs {sorted(env_kwargs)} cannot be combined with env_fn: "
+            "pass them to the env inside env_fn instead"
+        )
+    if env_fn is None:
+        spec = registered_spec(env_id)
+        if spec.vector_entry_point is not None and not spec.additional_wrappers:
+            envs = gym.make_vec(
+                env_id, num_envs, vectorization_mode="vector_entry_point", **env_kwargs
+            )
+            return _seeded(envs, seed)
+        env_fn = partial(gym.make, env_id, **env_kwargs)
+    envs = SyncVectorEnv([env_fn] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    return _seeded(envs, seed)
+
+
+def autoreset_mode(envs: VectorEnv) -> AutoresetMode:
+    """The autoreset mode a vector env declares in its metadata (gymnasium's default: NEXT_STEP)."""
+    return AutoresetMode(envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
+
+
+def _seeded(envs: VectorEnv, seed: int | None) -> VectorEnv:
+    if seed is not None:
+        envs.reset(seed=seed)
+        envs.action_space.seed(seed)
+    return envs
