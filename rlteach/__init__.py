@@ -6,10 +6,34 @@ cannot drift apart silently.
 
 __version__ = "0.1.0"
 
+from rlteach.algos import (  # noqa: E402
+    A2CConfig,
+    PPOConfig,
+    ReinforceConfig,
+    TrainResult,
+    train_a2c,
+    train_ppo,
+    train_reinforce,
+)
+from rlteach.checkpoint import load, save  # noqa: E402
 from rlteach.nets import ActorCritic  # noqa: E402
 from rlteach.rollout import evaluate  # noqa: E402
 
-__all__ = ["ActorCritic", "__version__", "evaluate", "require_version"]
+__all__ = [
+    "A2CConfig",
+    "ActorCritic",
+    "PPOConfig",
+    "ReinforceConfig",
+    "TrainResult",
+    "__version__",
+    "evaluate",
+    "load",
+    "require_version",
+    "save",
+    "train_a2c",
+    "train_ppo",
+    "train_reinforce",
+]
 
 
 def require_version(written_for: str) -> None:

@@ -94,13 +94,31 @@ def _in_range(value: Any, meta: dict) -> bool:
     return True
 
 
+def _right_type(value: Any, default: Any) -> bool:
+    """Same kind as the default: bool for bool, a whole number for int, a number for float."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
 def validate(config: Any) -> Any:
-    """Check every field of ``config`` against its declared range; return the config.
+    """Check every field of ``config`` against its declared type and range; return the config.
 
     Raises ``ValueError("<Class>.<field> = <value> is invalid: must be <allowed>")``.
     """
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if not _right_type(value, f.default):
+            raise ValueError(
+                f"{type(config).__name__}.{f.name} = {value!r} is invalid: must be of type "
+                f"{type(f.default).__name__}"
+            )
         if f.metadata and not _in_range(value, f.metadata):
             hint = f" ({f.metadata['help']})" if f.metadata.get("help") else ""
             raise ValueError(

@@ -58,9 +58,12 @@ class Batch:
     episode_lengths: list[int]
     env_steps: int
 
-    def flat(self, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+    def flat(
+        self, mask: torch.Tensor | None = None, **extra: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Valid samples only, flattened over time and envs: each ``[T, N, ...]`` → ``[M, ...]``,
-        ``M = valid.sum()``, in time-major order.
+        ``M = valid.sum()``, in time-major order. A bool ``mask [T, N]`` keeps fewer samples
+        (``valid & mask``).
 
         Returns ``obs``, ``actions``, ``logp``, ``values`` and every keyword tensor (e.g. the
         advantages and returns computed from this batch: ``batch.flat(adv=adv, ret=ret)``).
@@ -74,7 +77,8 @@ class Batch:
                 )
         selected = {"obs": self.obs, "actions": self.actions, "logp": self.logp}
         selected.update(values=self.values, **extra)
-        return {name: tensor[self.valid] for name, tensor in selected.items()}
+        keep = self.valid if mask is None else self.valid & mask
+        return {name: tensor[keep] for name, tensor in selected.items()}
 
     def __repr__(self) -> str:
         shapes = ", ".join(

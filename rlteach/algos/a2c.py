@@ -1,0 +1,125 @@
+"""Advantage actor-critic (A2C; seed §2.2, notebook 03), single process, synchronous.
+
+Each update collects ``T`` steps from ``N`` envs, estimates advantages with the critic — the seed's
+one-step TD advantage (§3.1 step 3), n-step returns, or GAE(λ) — and takes one gradient step on
+``−E[log π(a|s) Â] + c_v · L^V − c_e · H[π]``. DA3C (notebook 06) runs :func:`a2c_loss` on every
+worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlteach import advantages, losses
+from rlteach.algos.common import (
+    Interruptible,
+    TrainResult,
+    annealed,
+    build_agent,
+    gradient_step,
+    one_thread,
+    set_learning_rate,
+)
+from rlteach.config import make_config, setting
+from rlteach.history import History
+
+ADVANTAGE_ESTIMATORS = ("td", "nstep", "gae")
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    """A2C settings. Defaults solve CartPole-v1 within 300k env steps."""
+
+    env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
+    total_steps: int = setting(300_000, low=1, help="env steps (valid transitions) to train for")
+    num_envs: int = setting(8, low=1, high=256, help="parallel environments N")
+    rollout_steps: int = setting(8, low=1, high=8192, help="steps T per env per update")
+    advantage: str = setting(
+        "gae", choices=ADVANTAGE_ESTIMATORS, help="td: r + γV(s') − V(s) (seed §3.1); nstep; gae"
+    )
+    nstep: int = setting(5, low=1, help="n of the n-step return (advantage='nstep')")
+    gae_lambda: float = setting(0.95, low=0.0, high=1.0, help="GAE λ (advantage='gae')")
+    gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
+    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size")
+    optimizer: str = setting("adam", choices=("adam", "rmsprop", "sgd"), help="optimizer")
+    anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
+    vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
+    ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
+    max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
+    normalize_advantages: bool = setting(False, help="standardise advantages per batch")
+    hidden: tuple = setting((64, 64), help="hidden layer widths")
+    seed: int = setting(0, low=0, help="one integer seeds everything")
+
+
+def estimate_advantages(batch, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Â, return targets)``, both ``[T, N]``, with the estimator ``cfg.advantage`` names."""
+    args = (batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated)
+    if cfg.advantage == "td":
+        return advantages.gae(*args, cfg.gamma, 0.0)  # λ = 0 is the one-step TD advantage
+    if cfg.advantage == "nstep":
+        return advantages.nstep_advantages(*args, cfg.gamma, cfg.nstep)
+    return advantages.gae(*args, cfg.gamma, cfg.gae_lambda)
+
+
+def a2c_loss(policy, data: dict, cfg) -> tuple[torch.Tensor, dict]:
+    """Loss to minimise on flat samples ``data`` (``obs``, ``actions``, ``adv``, ``ret``, all ``[M]``):
+    ``−E[log π(a|s) Â] + c_v · ½E[(V(s) − R)²] − c_e · H[π]`` (notebook 03, eq. 3.4)."""
+    dist = policy.dist(data["obs"])
+    adv = advantages.normalize(data["adv"]) if cfg.normalize_advantages else data["adv"]
+    policy_objective = losses.policy_gradient_objective(dist.log_prob(data["actions"]), adv)
+    value_loss = losses.value_loss(policy.value(data["obs"]), data["ret"])
+    entropy = losses.mean_entropy(dist)
+    loss = -policy_objective + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    stats = {
+        "policy_objective": policy_objective.item(),
+        "value_loss": value_loss.item(),
+        "entropy": entropy.item(),
+    }
+    return loss, stats
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """Adam, RMSprop (the A2C paper's choice) or plain SGD."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-5)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, eps=1e-5)
+
+
+def train_a2c(
+    config: A2CConfig | None = None, callback=None, env_fn=None, **overrides
+) -> TrainResult:
+    """Train A2C; returns a :class:`TrainResult`. Arguments as for :func:`rlteach.train_ppo`."""
+    cfg = make_config(A2CConfig, config, **overrides)
+    one_thread()
+    agent = build_agent(cfg.env_id, cfg.num_envs, cfg.seed, cfg.hidden, env_fn)
+    policy, collector = agent.policy, agent.collector
+    optimizer = make_optimizer(cfg.optimizer, policy.parameters(), cfg.lr)
+    history = History(meta={"algorithm": "a2c", "config": cfg.__dict__})
+
+    with Interruptible() as run:
+        while collector.env_steps < cfg.total_steps:
+            lr = annealed(cfg.lr, collector.env_steps / cfg.total_steps, cfg.anneal_lr)
+            set_learning_rate(optimizer, lr)
+            # 1. Each of the N envs takes T steps with the current policy.
+            batch = collector.collect(cfg.rollout_steps)
+            # 2. The critic turns them into advantages (TD, n-step or GAE).
+            adv, ret = estimate_advantages(batch, cfg)
+            data = batch.flat(adv=adv, ret=ret)
+            # 3. One step on the actor-critic loss.
+            loss, stats = a2c_loss(policy, data, cfg)
+            stats["grad_norm"] = gradient_step(optimizer, loss, cfg.max_grad_norm)
+            history.log_episodes(batch.episode_returns, batch.episode_lengths, batch.env_steps)
+            history.log_update(
+                env_steps=batch.env_steps,
+                lr=lr,
+                **stats,
+                explained_variance=losses.explained_variance(data["values"], data["ret"]),
+            )
+            if callback is not None:
+                callback(history)
+    agent.close()
+    return TrainResult(policy, history, cfg, interrupted=run.interrupted)

@@ -1,0 +1,109 @@
+"""The pieces every training loop shares: building the agent, one gradient step, the learning-rate
+schedule, stopping cleanly on a kernel interrupt, and the result a trainer returns."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlteach.envs import make_vector_env
+from rlteach.history import History
+from rlteach.nets import ActorCritic
+from rlteach.rollout import Collector
+
+
+@dataclass
+class TrainResult:
+    """What a trainer returns: the trained ``policy`` (an :class:`ActorCritic`), the ``history`` of
+    the run, the validated ``config``, and ``interrupted`` — True when a kernel interrupt stopped the
+    run early and this is the partial result."""
+
+    policy: ActorCritic
+    history: History
+    config: Any
+    interrupted: bool = False
+
+    def __repr__(self) -> str:
+        state = "interrupted" if self.interrupted else "finished"
+        steps = self.history.updates[-1]["env_steps"] if self.history.updates else 0
+        return (
+            f"TrainResult({type(self.config).__name__}, {state} after {steps} env steps, "
+            f"{len(self.history.episodes)} episodes, last-20 mean return "
+            f"{self.history.recent_mean_return():.1f})"
+        )
+
+
+@dataclass
+class Agent:
+    """A policy and the collector that runs it in ``num_envs`` copies of the environment."""
+
+    policy: ActorCritic
+    collector: Collector
+    generator: torch.Generator = field(repr=False)
+
+    def close(self) -> None:
+        self.collector.envs.close()
+
+
+def build_agent(env_id: str, num_envs: int, seed: int, hidden, env_fn=None) -> Agent:
+    """Vector env, actor-critic and collector, all seeded from one integer.
+
+    ``numpy.random.SeedSequence(seed)`` gives independent streams for the network's initial weights,
+    the environments and action sampling, and minibatch shuffling (``Agent.generator``). Torch's
+    global random state is left untouched.
+    """
+    init_seed, env_seed, shuffle_seed = (
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3)
+    )
+    envs = make_vector_env(env_id, num_envs, env_fn=env_fn)
+    with torch.random.fork_rng():
+        torch.manual_seed(init_seed)
+        policy = ActorCritic(envs.single_observation_space, envs.single_action_space, hidden)
+    generator = torch.Generator().manual_seed(shuffle_seed)
+    return Agent(policy, Collector(envs, policy, seed=env_seed), generator)
+
+
+def gradient_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float
+) -> float:
+    """``θ ← θ − α ∇loss`` with the optimizer, the gradient's norm clipped to ``max_grad_norm``
+    (0 turns clipping off). Returns the gradient norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    limit = max_grad_norm if max_grad_norm > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(params, limit)
+    optimizer.step()
+    return float(norm)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def annealed(value: float, progress: float, anneal: bool) -> float:
+    """``value · (1 − progress)`` when annealing (linear decay to 0 over the run), else ``value``."""
+    return value * max(0.0, 1.0 - progress) if anneal else value
+
+
+class Interruptible(contextlib.AbstractContextManager):
+    """``with Interruptible() as run:`` — a KeyboardInterrupt (the kernel's ■ button) inside the block
+    ends it quietly and sets ``run.interrupted``, so the trainer can return what it learned so far."""
+
+    interrupted = False
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is KeyboardInterrupt:
+            self.interrupted = True
+            return True
+        return False
+
+
+def one_thread() -> None:
+    """One torch thread: small networks never gain from more and lose when the cores are busy."""
+    torch.set_num_threads(1)

@@ -1,0 +1,76 @@
+"""Save a trained result to one file and load it back, safely.
+
+The file is a plain ``torch.save`` of tensors, strings and numbers (no pickled classes), so
+:func:`load` reads it with ``torch.load(..., weights_only=True)``: loading a checkpoint cannot run
+code. Writes are atomic — a temporary file in the same folder, renamed into place — so an interrupted
+save never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from rlteach import __version__
+from rlteach.algos import CONFIGS, TrainResult
+from rlteach.history import History
+from rlteach.nets import ActorCritic
+
+FORMAT = "rlteach-checkpoint-1"
+
+
+def save(result: TrainResult, path: str | os.PathLike) -> Path:
+    """Write ``result`` (policy weights and architecture, config, history) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "rlteach_version": __version__,
+        "algorithm": result.history.meta.get("algorithm", ""),
+        "spec": json.dumps(result.policy.spec()),
+        "state_dict": result.policy.state_dict(),
+        "config": json.dumps(dataclasses.asdict(result.config)),
+        "history": json.dumps(result.history.to_dict(), default=str),
+        "interrupted": bool(result.interrupted),
+    }
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+        torch.save(payload, f)
+    os.replace(f.name, path)
+    return path
+
+
+def load(path: str | os.PathLike) -> TrainResult:
+    """Read a checkpoint written by :func:`save`.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not an
+    rlteach checkpoint (corrupt, truncated, or of another kind).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable rlteach checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an rlteach checkpoint (expected format {FORMAT!r})")
+    policy = ActorCritic.from_spec(_tuples(json.loads(payload["spec"])))
+    policy.load_state_dict(payload["state_dict"])
+    config_cls = CONFIGS.get(payload["algorithm"])
+    fields = _tuples(json.loads(payload["config"]))
+    config = config_cls(**fields) if config_cls else fields
+    data = json.loads(payload["history"])
+    history = History(data["updates"], data["episodes"], data["meta"])
+    return TrainResult(policy, history, config, payload["interrupted"])
+
+
+def _tuples(fields: dict) -> dict:
+    """JSON turns tuples (hidden sizes) into lists; configs and specs want them back."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}

@@ -1,0 +1,107 @@
+"""What a training run records: one row per update and one row per finished episode.
+
+Every trainer (single-process and distributed) fills a :class:`History`; plots, the live plot, the
+command line and the notebooks read it. Rows are plain dicts of numbers, so a history saves to JSON
+and loads back for plotting in another process.
+
+Update rows always hold ``update``, ``env_steps`` (total so far) and ``wall_time`` (seconds since the
+run started), plus the algorithm's losses and diagnostics. Episode rows hold ``env_steps`` and
+``wall_time`` at the episode's end, ``return`` and ``length``; distributed runs add ``worker``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class History:
+    """Per-update and per-episode records of one run, plus free-form ``meta`` (config, algorithm)."""
+
+    updates: list[dict] = field(default_factory=list)
+    episodes: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    start_time: float = field(default_factory=time.perf_counter, repr=False)
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.start_time
+
+    def log_update(self, **row) -> dict:
+        """Append an update row; ``wall_time`` is filled in unless given."""
+        row.setdefault("wall_time", self.elapsed())
+        row.setdefault("update", len(self.updates))
+        self.updates.append(row)
+        return row
+
+    def log_episodes(self, returns, lengths, env_steps: int, **extra) -> None:
+        """Append one row per finished episode (all stamped with the same ``env_steps``)."""
+        now = self.elapsed()
+        for ret, length in zip(returns, lengths, strict=True):
+            self.episodes.append(
+                {
+                    "env_steps": env_steps,
+                    "wall_time": now,
+                    "return": float(ret),
+                    "length": int(length),
+                    **extra,
+                }
+            )
+
+    def column(self, key: str, kind: str = "episodes") -> np.ndarray:
+        """One field of every ``kind`` row (``"episodes"`` or ``"updates"``) as a float array; rows
+        without the field give NaN."""
+        rows = self.episodes if kind == "episodes" else self.updates
+        return np.array([row.get(key, math.nan) for row in rows], dtype=float)
+
+    def recent_mean_return(self, last: int = 20) -> float:
+        """Mean return of the last ``last`` finished episodes (NaN before the first one)."""
+        returns = [row["return"] for row in self.episodes[-last:]]
+        return float(np.mean(returns)) if returns else math.nan
+
+    def first_reaching(self, threshold: float, last: int = 20) -> dict | None:
+        """The episode row at which the mean of the last ``last`` returns first reaches
+        ``threshold`` (its ``env_steps`` and ``wall_time`` say when), or None."""
+        returns = self.column("return")
+        if len(returns) < last:
+            return None
+        window = np.convolve(returns, np.ones(last) / last, mode="valid")
+        hits = np.nonzero(window >= threshold)[0]
+        return self.episodes[hits[0] + last - 1] if len(hits) else None
+
+    def to_dict(self) -> dict:
+        return {"updates": self.updates, "episodes": self.episodes, "meta": self.meta}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the history as JSON, atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            json.dump(self.to_dict(), f, default=_jsonable)
+        os.replace(f.name, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> History:
+        """Read a history written by :meth:`save`; a file of another kind raises ``ValueError``."""
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(list(data["updates"]), list(data["episodes"]), dict(data.get("meta", {})))
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not an rlteach history file ({exc})") from exc
+
+
+def _jsonable(value):
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
