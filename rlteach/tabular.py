@@ -471,3 +471,57 @@ def estimator_error_curves(
             "variance": float(samples.var(0).sum()),
         }
     return curves
+
+
+def advantage_estimator_errors(
+    mdp: TabularMDP,
+    theta: torch.Tensor,
+    critic: torch.Tensor,
+    estimators: dict,
+    episodes: int = 4000,
+    seed: int = 0,
+) -> dict:
+    """Bias² and variance of advantage estimators at the first step, against the exact ``Q^π``.
+
+    With an imperfect critic ``V̂ = critic[S]`` each estimator trades bias (it trusts ``V̂``) for
+    variance (it trusts sampled rewards) — notebook 03, eq. 3.3. ``estimators`` maps a label to
+    ``("gae", λ)`` or ``("nstep", n)``; each is computed with :mod:`rlteach.advantages` on the same
+    sampled episodes (``[H, E]``, cut at the default horizon and bootstrapped from ``V̂`` there).
+    The error measured is that of the return target ``R̂ = Â + V̂(s_0)`` against ``Q^π(s_0, a_0)``:
+    the baseline ``V̂(s_0)`` that ``Â`` subtracts does not bias the policy gradient, the error in
+    ``R̂`` does. Errors are grouped by ``(s_0, a_0)``: ``bias² = Σ p(s,a) mean(err | s,a)²``,
+    ``variance = Σ p(s,a) var(err | s,a)``.
+    Returns ``{label: {"bias2": float, "variance": float, "mse": float}}``.
+    """
+    from rlteach import advantages
+
+    horizon = default_horizon(mdp.gamma) + 1
+    eps = sample_episodes(mdp, theta, episodes, horizon, seed)
+    critic = torch.as_tensor(critic, dtype=DTYPE)
+    values = critic[torch.from_numpy(eps.states[:-1])]
+    next_values = critic[torch.from_numpy(eps.states[1:])]
+    rewards = torch.from_numpy(eps.rewards[:-1])
+    no_end = torch.zeros_like(rewards, dtype=torch.bool)
+    s0, a0 = eps.states[0], eps.actions[0]
+    true_q = action_values(mdp, theta).detach().numpy()
+    group = s0 * mdp.n_actions + a0
+    counts = np.bincount(group, minlength=mdp.n_states * mdp.n_actions)
+    seen = counts > 1
+    weights = counts[seen] / counts[seen].sum()
+    out = {}
+    for label, (kind, param) in estimators.items():
+        if kind == "gae":
+            adv, _ = advantages.gae(rewards, values, next_values, no_end, no_end, mdp.gamma, param)
+        elif kind == "nstep":
+            adv, _ = advantages.nstep_advantages(
+                rewards, values, next_values, no_end, no_end, mdp.gamma, param
+            )
+        else:
+            raise ValueError(f"estimator kind must be 'gae' or 'nstep', got {kind!r} for {label!r}")
+        err = adv[0].numpy() + critic.numpy()[s0] - true_q[s0, a0]
+        mean = np.bincount(group, err, minlength=len(counts))[seen] / counts[seen]
+        sq = np.bincount(group, err**2, minlength=len(counts))[seen] / counts[seen]
+        bias2 = float(weights @ mean**2)
+        variance = float(weights @ (sq - mean**2))
+        out[label] = {"bias2": bias2, "variance": variance, "mse": bias2 + variance}
+    return out

@@ -7,6 +7,10 @@ all a notebook needs (no ipympl). Sliders that start a heavy computation use
 
 from __future__ import annotations
 
+import dataclasses
+import html
+import math
+import time
 from collections.abc import Callable
 
 import ipywidgets as W
@@ -14,6 +18,7 @@ import torch
 from IPython.display import display
 
 from rlteach import plots, tabular
+from rlteach.config import make_config
 
 
 def live_panel(draw: Callable, title: str = "", **controls: W.ValueWidget) -> W.VBox:
@@ -94,3 +99,200 @@ def reinforce_explorer(counts=(16, 64, 256, 1024), repeats: int = 10, seed: int 
         reward_to_go=W.Checkbox(value=True, description="reward-to-go"),
         baseline=W.Checkbox(value=False, description="baseline V(s)"),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Controls generated from a config dataclass, and the training panel built on them.
+
+_SLIDER_STEPS = 100
+_HELP_STOP = (
+    "Training runs in the kernel's main thread, so the panel cannot react to a click while it "
+    "runs: to stop early, interrupt the kernel (■ in the toolbar, or I, I). The trainer turns the "
+    "interrupt into a partial result, which the panel keeps."
+)
+
+
+def _field_error(cls, name, value, reason):
+    return ValueError(f"{cls.__name__}.{name} = {value!r} gets no control: {reason}")
+
+
+def _log_slider(cls, name, value, meta, common):
+    """A base-10 log slider from ``low`` to ``high``; an open end, or ``low <= 0``, spans three
+    decades beyond the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise _field_error(cls, name, value, "log=True needs a positive number")
+    low = meta["low"] if meta.get("low") is not None and meta["low"] > 0 else value / 1e3
+    high = meta["high"] if meta.get("high") is not None else value * 1e3
+    lo, hi = math.log10(low), math.log10(high)
+    return W.FloatLogSlider(
+        value=value, base=10, min=lo, max=hi, step=(hi - lo) / _SLIDER_STEPS, **common
+    )
+
+
+def _number_control(value, meta, common):
+    low, high = meta.get("low"), meta.get("high")
+    integer = isinstance(value, int)
+    if low is None or high is None:
+        return (W.IntText if integer else W.FloatText)(value=value, **common)
+    if integer:
+        return W.IntSlider(value=value, min=low, max=high, step=1, **common)
+    step = (high - low) / _SLIDER_STEPS
+    return W.FloatSlider(value=value, min=low, max=high, step=step, readout_format=".4g", **common)
+
+
+def field_control(cls, name: str, value, meta: dict):
+    """The widget for one config field, or None when its value's type has none (e.g. a tuple).
+
+    ``Dropdown`` for ``choices``; ``Checkbox`` for a bool; ``FloatLogSlider`` for ``log=True``;
+    ``IntSlider``/``FloatSlider`` when ``low`` and ``high`` are both set, ``IntText``/``FloatText``
+    when the range is open; ``Text`` for a str. Sliders use ``continuous_update=False``; the
+    tooltip is the field's ``help``.
+    """
+    common = dict(description=name, tooltip=meta.get("help", ""), style=_slider_style())
+    sliding = dict(common, continuous_update=False)
+    if meta.get("choices") is not None:
+        return W.Dropdown(options=[(str(c), c) for c in meta["choices"]], value=value, **common)
+    if isinstance(value, bool):
+        return W.Checkbox(value=value, indent=False, **common)
+    if meta.get("log"):
+        return _log_slider(cls, name, value, meta, sliding)
+    if isinstance(value, (int, float)):
+        return _number_control(value, meta, sliding)
+    if isinstance(value, str):
+        return W.Text(value=value, **common)
+    return None
+
+
+def config_controls(config_cls, include=None, config=None) -> dict:
+    """One widget per field of the config dataclass ``config_cls``, built from its metadata
+    (see :func:`field_control`), as a dict name → widget.
+
+    ``include`` selects and orders the fields (default: every field that has a control; a listed
+    field without one raises ``ValueError``). Controls start at ``config``'s values (default: the
+    class defaults).
+    """
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+        raise ValueError(f"config_cls = {config_cls!r} is not allowed: must be a dataclass type")
+    config = make_config(config_cls, config)
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    names = list(fields) if include is None else list(include)
+    unknown = [name for name in names if name not in fields]
+    if unknown:
+        raise ValueError(
+            f"include = {names!r} is not allowed: {', '.join(unknown)} not a field of "
+            f"{config_cls.__name__} (fields: {', '.join(fields)})"
+        )
+    controls = {}
+    for name in names:
+        value = getattr(config, name)
+        control = field_control(config_cls, name, value, dict(fields[name].metadata))
+        if control is None and include is not None:
+            raise _field_error(config_cls, name, value, "only numbers, bools, str and choices do")
+        if control is not None:
+            controls[name] = control
+    return controls
+
+
+def result_summary(result, seconds: float, run: int) -> str:
+    """One status line for a finished run: episodes, mean return of the last 20, seconds, and
+    whether the run was interrupted."""
+    history = result.history
+    mean = (
+        f"last-20 mean return {history.recent_mean_return():.1f}"
+        if history.episodes
+        else "no episode finished"
+    )
+    line = f"run {run}: {len(history.episodes)} episodes · {mean} · {seconds:.1f} s"
+    return line + (" · stopped early — partial result kept" if result.interrupted else "")
+
+
+class TrainingPanel(W.VBox):
+    """Controls for a config, a Train button, a status line and a live plot of the run.
+
+    ``panel = TrainingPanel(train_ppo, PPOConfig, include=["lr", "gamma", "total_steps"])``.
+    Clicking Train (or calling :meth:`train`) builds the config with ``make_config`` from the
+    controls (fields without a control keep ``config``'s values, default the class defaults), runs
+    ``train_fn(config, callback=live)`` with a :class:`~rlteach.plots.LivePlot` drawing into the
+    output area, and keeps the result in ``panel.result`` and ``panel.results`` (every run, to
+    compare them). An invalid value is reported in the status line; nothing is trained.
+
+    Stopping: training runs in the kernel's main thread, so the panel cannot react to a click
+    while it runs; to stop early, interrupt the kernel (■). The trainer turns the interrupt into a
+    partial result (``result.interrupted``), which the panel keeps and says so.
+    """
+
+    def __init__(
+        self,
+        train_fn: Callable,
+        config_cls,
+        include=None,
+        title: str = "",
+        config=None,
+        live_interval: float = 0.5,
+    ):
+        self.train_fn = train_fn
+        self.config_cls = config_cls
+        self.base_config = make_config(config_cls, config)
+        self.title = title
+        self.live_interval = live_interval
+        self.controls = config_controls(config_cls, include, self.base_config)
+        self.button = W.Button(description="Train", button_style="primary", icon="play")
+        self.button.on_click(lambda _button: self.train())
+        self.status = W.Label()
+        self.output = W.Output()
+        self.live = None
+        self.result = None
+        self.results = []
+        header = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
+        super().__init__(
+            [
+                *header,
+                W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap")),
+                W.HBox([self.button, self.status]),
+                W.HTML(f"<small>{html.escape(_HELP_STOP)}</small>"),
+                self.output,
+            ]
+        )
+
+    def values(self) -> dict:
+        """The controls' current values, name → value."""
+        return {name: control.value for name, control in self.controls.items()}
+
+    def train(self):
+        """Train once with the controls' values (what the button does) and return the result.
+
+        An invalid value returns None and says why in the status line. An exception from
+        ``train_fn`` is shown in the output area in a kernel (and None returned), raised elsewhere.
+        """
+        try:
+            config = make_config(self.config_cls, self.base_config, **self.values())
+        except ValueError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self._say("training…")
+        self.button.disabled = True
+        try:
+            return self._run(config)
+        finally:
+            self.button.disabled = False
+
+    def _run(self, config):
+        self.live = plots.LivePlot(title=self.title, min_interval=self.live_interval)
+        start = time.perf_counter()
+        with self.output:
+            self.output.clear_output(wait=True)
+            try:
+                result = self.train_fn(config, callback=self.live)
+            except Exception:
+                self._say("training failed: the error is shown below", error=True)
+                raise  # in a kernel the output area shows the traceback and swallows it
+            self.result = result
+            self.results.append(result)
+            self._say(result_summary(result, time.perf_counter() - start, len(self.results)))
+            self.live.close(result.history)
+            return result
+        return None  # reached only when a kernel's output area swallowed the error above
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.value = text
+        self.status.style.text_color = "#b00020" if error else None
