@@ -131,3 +131,140 @@ def check_rewards_to_go(student: Callable, trials: int = 6, seed: int = 0) -> Ch
         for _ in range(trials)
     ]
     return compare("rewards-to-go", student, tabular.rewards_to_go, cases)
+
+
+# ----------------------------------------------------------------------------- notebooks 02–04
+
+
+def _value_and_grad(fn: Callable, wrt: int) -> Callable:
+    """Wrap ``fn(*tensors)`` to return its value followed by its gradient w.r.t. argument ``wrt``
+    (zeros where it does not depend on it), so a check compares both."""
+
+    def wrapped(*args):
+        args = [
+            a.detach().clone().requires_grad_(i == wrt) if isinstance(a, torch.Tensor) else a
+            for i, a in enumerate(args)
+        ]
+        value = fn(*args)
+        if not isinstance(value, torch.Tensor) or not value.requires_grad:
+            raise TypeError("the result must be a torch scalar that depends on the log-probs")
+        (grad,) = torch.autograd.grad(value, args[wrt])
+        return torch.cat([value.detach().reshape(1), grad.flatten()])
+
+    return wrapped
+
+
+def _random_batch(gen: torch.Generator, T: int, N: int):
+    """Random ``[T, N]`` rewards, values, next values and episode ends (about 1 in 6 steps)."""
+    rewards, values, next_values = (
+        torch.randn(T, N, dtype=torch.float64, generator=gen) for _ in range(3)
+    )
+    ends = torch.rand(T, N, generator=gen)
+    return rewards, values, next_values, ends < 0.1, (ends >= 0.1) & (ends < 0.17)
+
+
+def check_reinforce_loss(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+    """Exercise 02.1: ``reinforce_loss(logp[M], returns[M]) -> scalar to minimise``,
+    ``−mean(log π(a|s) · G)``, with the returns treated as constants. Checks the value and the
+    gradient with respect to ``logp``."""
+    from rlteach import losses
+
+    def reference(logp, returns):
+        return -losses.policy_gradient_objective(logp, returns)
+
+    gen = torch.Generator().manual_seed(seed)
+    cases = [
+        (
+            torch.randn(m, dtype=torch.float64, generator=gen) - 1,
+            torch.randn(m, dtype=torch.float64, generator=gen) * 10,
+        )
+        for m in torch.randint(2, 30, (trials,), generator=gen).tolist()
+    ]
+    return compare(
+        "REINFORCE loss (value, then ∂/∂logp)",
+        _value_and_grad(student, 0),
+        _value_and_grad(reference, 0),
+        cases,
+    )
+
+
+def check_discounted_returns(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+    """Exercise 02.2: ``discounted_returns(rewards[T], dones[T], gamma) -> G[T]``: the reward-to-go
+    within each episode, ``G_t = r_t + γ (1 − done_t) G_{t+1}``, with ``G = r`` at the last step."""
+    from rlteach import advantages
+
+    def reference(rewards, dones, gamma):
+        r = torch.as_tensor(rewards, dtype=torch.float64)[:, None]
+        d = torch.as_tensor(dones, dtype=torch.bool)[:, None]
+        return advantages.returns_to_go(r, d, torch.zeros_like(d), gamma)[:, 0]
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(trials):
+        T = int(rng.integers(1, 15))
+        cases.append(
+            (rng.normal(size=T), rng.random(T) < 0.25, float(rng.choice([0.5, 0.9, 0.99])))
+        )
+    return compare("discounted returns with episode ends", student, reference, cases)
+
+
+def check_td_residuals(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+    """Exercise 03.1: ``td_residuals(rewards, values, next_values, terminated, gamma)``, all
+    ``[T, N]``: ``δ = r + γ (1 − terminated) V(s') − V(s)`` (seed §3.1 step 3)."""
+    from rlteach import advantages
+
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for _ in range(trials):
+        r, v, nv, term, _ = _random_batch(gen, int(torch.randint(1, 12, (), generator=gen)), 3)
+        cases.append((r, v, nv, term, 0.97))
+    return compare("TD residuals", student, advantages.td_residuals, cases)
+
+
+def check_gae(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+    """Exercise 03.2: ``gae(rewards, values, next_values, terminated, truncated, gamma, lam)``,
+    ``[T, N]`` inputs, returning the advantages ``[T, N]`` (just ``adv``, not ``(adv, ret)``)."""
+    from rlteach import advantages
+
+    def reference(*args):
+        return advantages.gae(*args)[0]
+
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for i in range(trials):
+        batch = _random_batch(gen, int(torch.randint(1, 16, (), generator=gen)), 4)
+        cases.append((*batch, 0.99, (0.0, 0.5, 0.95, 1.0, 0.9, 0.8)[i % 6]))
+    return compare("GAE(λ)", student, reference, cases)
+
+
+def check_ppo_clip_objective(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+    """Exercise 04.1: ``ppo_clip_objective(logp_new[M], logp_old[M], adv[M], clip_eps)``, the mean
+    of ``min(r A, clip(r, 1−ε, 1+ε) A)`` to maximise. Checks the value and ``∂/∂logp_new``."""
+    from rlteach import losses
+
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for _ in range(trials):
+        m = int(torch.randint(4, 40, (), generator=gen))
+        old = torch.randn(m, dtype=torch.float64, generator=gen) - 1
+        new = old + 0.4 * torch.randn(m, dtype=torch.float64, generator=gen)
+        cases.append((new, old, torch.randn(m, dtype=torch.float64, generator=gen), 0.2))
+    return compare(
+        "PPO clipped objective (value, then ∂/∂logp_new)",
+        _value_and_grad(student, 0),
+        _value_and_grad(losses.ppo_clip_objective, 0),
+        cases,
+    )
+
+
+def check_approx_kl(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+    """Exercise 04.2: ``approx_kl(logp_new[M], logp_old[M])``: the estimate
+    ``mean((r − 1) − log r)`` of ``KL(π_old ‖ π_θ)`` from samples of ``π_old``."""
+    from rlteach import losses
+
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for _ in range(trials):
+        old = torch.randn(20, dtype=torch.float64, generator=gen) - 1
+        cases.append((old + 0.3 * torch.randn(20, dtype=torch.float64, generator=gen), old))
+    return compare("approximate KL", student, losses.approx_kl, cases)

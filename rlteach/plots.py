@@ -465,3 +465,69 @@ class LivePlot:
             self._handle = display(fig, display_id=True)
         else:
             self._handle.update(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 03: bias and variance of advantage estimators; notebook 04: the clipped objective.
+
+
+def bias_variance(stats: list, xs, xlabel: str, ax=None, title: str = ""):
+    """Bias², variance and their sum (the mean squared error) of estimators indexed by ``xs``.
+
+    ``stats[i]`` is a dict with ``bias2`` and ``variance`` (as returned per estimator by
+    ``tabular.advantage_estimator_errors``) for the estimator with parameter ``xs[i]`` (λ or n).
+    """
+    fig, ax = _axis(ax)
+    bias2 = np.array([s["bias2"] for s in stats])
+    variance = np.array([s["variance"] for s in stats])
+    ax.plot(xs, bias2, "o-", color=Palette[3], label="bias²")
+    ax.plot(xs, variance, "s-", color=Palette[0], label="variance")
+    ax.plot(xs, bias2 + variance, "k--", lw=1.5, label="mean squared error")
+    best = int(np.argmin(bias2 + variance))
+    ax.axvline(xs[best], color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def clip_objective(clip_eps: float = 0.2, ax=None):
+    """One sample's ``min(r·A, clip(r, 1−ε, 1+ε)·A)`` against the ratio ``r``, for ``A = +1`` and
+    ``A = −1`` (notebook 04, eq. 4.2), computed with ``losses.ppo_clip_objective``; shaded where its
+    gradient with respect to ``r`` is zero (autograd), i.e. where the sample stops pushing."""
+    import torch
+
+    from rlteach import losses
+
+    fig, axes = figure(ncols=2, width=4.4) if ax is None else (ax[0].figure, ax)
+    ratios = np.linspace(0.01, 2.0, 400)
+    for panel, adv in zip(axes, (1.0, -1.0), strict=True):
+        values, slopes = [], []
+        for r in ratios:
+            logp = torch.tensor([np.log(r)], requires_grad=True)
+            objective = losses.ppo_clip_objective(
+                logp, torch.zeros(1), torch.tensor([adv]), clip_eps
+            )
+            (grad,) = torch.autograd.grad(objective, logp)
+            values.append(objective.item())
+            slopes.append(grad.item())
+        flat = np.abs(slopes) < 1e-12
+        panel.plot(ratios, values, color=Palette[0], lw=2, label=r"$L^{CLIP}$ (one sample)")
+        panel.plot(ratios, ratios * adv, color="grey", ls="--", lw=1, label=r"$r\,A$ (unclipped)")
+        panel.fill_between(
+            ratios,
+            0,
+            1,
+            where=flat,
+            transform=panel.get_xaxis_transform(),
+            color=Palette[3],
+            alpha=0.12,
+            label="zero gradient",
+        )
+        for edge in (1 - clip_eps, 1 + clip_eps):
+            panel.axvline(edge, color="black", lw=0.6, ls=":")
+        panel.set_xlabel(r"ratio $r = \pi_\theta(a|s)\,/\,\pi_{old}(a|s)$")
+        panel.set_title(f"A = {adv:+.0f}, ε = {clip_eps:g}")
+        panel.legend(fontsize="small", loc="best")
+    return fig

@@ -489,8 +489,8 @@ def advantage_estimator_errors(
     sampled episodes (``[H, E]``, cut at the default horizon and bootstrapped from ``V̂`` there).
     The error measured is that of the return target ``R̂ = Â + V̂(s_0)`` against ``Q^π(s_0, a_0)``:
     the baseline ``V̂(s_0)`` that ``Â`` subtracts does not bias the policy gradient, the error in
-    ``R̂`` does. Errors are grouped by ``(s_0, a_0)``: ``bias² = Σ p(s,a) mean(err | s,a)²``,
-    ``variance = Σ p(s,a) var(err | s,a)``.
+    ``R̂`` does. Errors are grouped by ``(s_0, a_0)``: ``bias² = Σ p(s,a) mean(err | s,a)²`` (less
+    its sampling noise ``var/(n−1)``), ``variance = Σ p(s,a) var(err | s,a)``.
     Returns ``{label: {"bias2": float, "variance": float, "mse": float}}``.
     """
     from rlteach import advantages
@@ -521,7 +521,9 @@ def advantage_estimator_errors(
         err = adv[0].numpy() + critic.numpy()[s0] - true_q[s0, a0]
         mean = np.bincount(group, err, minlength=len(counts))[seen] / counts[seen]
         sq = np.bincount(group, err**2, minlength=len(counts))[seen] / counts[seen]
-        bias2 = float(weights @ mean**2)
-        variance = float(weights @ (sq - mean**2))
+        variance_g = sq - mean**2
+        # mean² overestimates the squared bias by var/n: subtract it (unbiased, clipped at 0)
+        bias2 = max(0.0, float(weights @ (mean**2 - variance_g / (counts[seen] - 1))))
+        variance = float(weights @ variance_g)
         out[label] = {"bias2": bias2, "variance": variance, "mse": bias2 + variance}
     return out

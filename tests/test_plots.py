@@ -230,3 +230,24 @@ def test_live_plot_rejects_bad_settings():
         plots.LivePlot(min_interval=-1)
     with pytest.raises(ValueError, match="max_share = 0"):
         plots.LivePlot(max_share=0)
+
+
+def test_clip_objective_shades_exactly_where_the_clip_stops_the_gradient():
+    import numpy as np
+
+    fig = plots.clip_objective(clip_eps=0.2)
+    positive, negative = fig.axes[:2]
+    for ax, flat_side in ((positive, lambda r: r > 1.2), (negative, lambda r: r < 0.8)):
+        line = ax.get_lines()[0]
+        ratios, values = line.get_xdata(), line.get_ydata()
+        sign = 1 if ax is positive else -1
+        np.testing.assert_allclose(
+            values, sign * np.where(flat_side(ratios), 1 + 0.2 * sign, ratios), atol=1e-6
+        )
+
+
+def test_bias_variance_marks_the_smallest_mean_squared_error():
+    stats = [{"bias2": b, "variance": v} for b, v in [(1.0, 0.1), (0.2, 0.3), (0.01, 2.0)]]
+    fig = plots.bias_variance(stats, [0.0, 0.5, 1.0], "λ")
+    (vline,) = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == ":"]
+    assert vline.get_xdata()[0] == 0.5

@@ -264,3 +264,21 @@ def test_error_curve_falls_like_one_over_root_n():
     assert -0.6 < slope < -0.4, slope
     # rmse² ≈ trace(Cov)/N: checks the variance it reports against the errors it measured
     assert curve["rmse"][-1] ** 2 * 1024 == pytest.approx(curve["variance"], rel=0.35)
+
+
+def test_advantage_estimators_trade_critic_bias_for_variance():
+    """Exact critic: every λ is unbiased (bias² at Monte Carlo noise level). Noisy critic: bias²
+    falls and variance rises from λ = 0 (trusts V̂) to λ = 1 (trusts the sampled return)."""
+    mdp = tabular.random_mdp(6, 3, 0.9, seed=1)
+    theta = torch.zeros(6, 3, dtype=torch.float64)
+    V = tabular.state_values(mdp, theta)
+    estimators = {lam: ("gae", lam) for lam in (0.0, 0.5, 1.0)} | {"n3": ("nstep", 3)}
+    exact = tabular.advantage_estimator_errors(mdp, theta, V, estimators, episodes=3000, seed=0)
+    for stats in exact.values():  # bias² of a mean of ~170 samples per (s,a): ~var/170
+        assert stats["bias2"] < 0.05 * stats["variance"]
+    noisy_critic = V + torch.from_numpy(np.random.default_rng(0).normal(0, 1, 6))
+    noisy = tabular.advantage_estimator_errors(mdp, theta, noisy_critic, estimators, 3000, seed=0)
+    assert noisy[0.0]["bias2"] > 3 * noisy[1.0]["bias2"]
+    # (the noisy V̂(s') adds variance of its own, so λ = 0 need not have the least)
+    assert max(noisy[0.0]["variance"], noisy[0.5]["variance"]) < noisy[1.0]["variance"] / 2
+    assert noisy[1.0] == pytest.approx(exact[1.0])  # λ = 1 never looks at V̂ beyond the baseline

@@ -49,13 +49,21 @@ class A2CConfig:
     ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
     max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
     normalize_advantages: bool = setting(False, help="standardise advantages per batch")
+    bootstrap_truncated: bool = setting(
+        True, help="False reproduces a common bug: a time-limit cut treated as a terminal state"
+    )
     hidden: tuple = setting((64, 64), help="hidden layer widths")
     seed: int = setting(0, low=0, help="one integer seeds everything")
 
 
 def estimate_advantages(batch, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(Â, return targets)``, both ``[T, N]``, with the estimator ``cfg.advantage`` names."""
-    args = (batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated)
+    """``(Â, return targets)``, both ``[T, N]``, with the estimator ``cfg.advantage`` names.
+
+    With ``cfg.bootstrap_truncated = False`` a truncated step counts as terminated: the value of the
+    state where the time limit cut the episode is replaced by 0 (the bug notebook 03 shows).
+    """
+    terminated = batch.terminated if cfg.bootstrap_truncated else batch.terminated | batch.truncated
+    args = (batch.rewards, batch.values, batch.next_values, terminated, batch.truncated)
     if cfg.advantage == "td":
         return advantages.gae(*args, cfg.gamma, 0.0)  # λ = 0 is the one-step TD advantage
     if cfg.advantage == "nstep":
