@@ -531,3 +531,34 @@ def clip_objective(clip_eps: float = 0.2, ax=None):
         panel.set_title(f"A = {adv:+.0f}, ε = {clip_eps:g}")
         panel.legend(fontsize="small", loc="best")
     return fig
+
+
+def source(obj):
+    """The source code of a library function or class, syntax-highlighted in a notebook, so a
+    student reads the real loop rather than a copy of it."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")
+
+
+def diagnostic_comparison(runs: dict, keys, title: str = ""):
+    """One panel per update-row field in ``keys``, one line per run (``runs``: label → History),
+    against env steps — e.g. the KL per update of PPO with and without clipping (notebook 04)."""
+    fig, axes = figure(ncols=len(keys), width=4.2)
+    axes = np.atleast_1d(axes)
+    for ax, key in zip(axes, keys, strict=True):
+        for color, (label, history) in zip(cycle(Palette), runs.items()):
+            ax.plot(
+                history.column("env_steps", "updates"),
+                history.column(key, "updates"),
+                color=color,
+                lw=1.2,
+                label=label,
+            )
+        ax.set_title(key)
+        ax.set_xlabel("environment steps")
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig

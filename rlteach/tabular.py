@@ -527,3 +527,25 @@ def advantage_estimator_errors(
         variance = float(weights @ variance_g)
         out[label] = {"bias2": bias2, "variance": variance, "mse": bias2 + variance}
     return out
+
+
+def td_fixed_point(mdp: TabularMDP, eps: Episodes, cut_is_terminal: bool) -> torch.Tensor:
+    """The values TD(0) converges to on the sampled transitions of ``eps`` (batch LSTD), ``[S]``.
+
+    Every episode of ``eps`` is treated as cut by a time limit after its last recorded transition:
+    step ``t`` goes from ``states[t]`` to ``states[t+1]`` for ``t < H−1`` (so ``eps`` needs one extra
+    state at the end). The fixed point solves ``Σ φ(s)(φ(s) − γ c φ(s'))ᵀ V = Σ φ(s) r`` with
+    one-hot ``φ`` and ``c = 1``, except ``c = 0`` at the cut when ``cut_is_terminal`` — the bug of
+    treating a truncation as a termination (notebook 03, section 3).
+    """
+    S = mdp.n_states
+    s, s_next = eps.states[:-1].ravel(), eps.states[1:].ravel()
+    r = eps.rewards[:-1].ravel()
+    bootstrap = np.full(eps.states[:-1].shape, mdp.gamma)
+    if cut_is_terminal:
+        bootstrap[-1] = 0.0
+    A = np.zeros((S, S))
+    np.add.at(A, (s, s), 1.0)
+    np.add.at(A, (s, s_next), -bootstrap.ravel())
+    b = np.bincount(s, weights=r, minlength=S)
+    return torch.from_numpy(np.linalg.solve(A, b))

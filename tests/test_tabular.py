@@ -282,3 +282,14 @@ def test_advantage_estimators_trade_critic_bias_for_variance():
     # (the noisy V̂(s') adds variance of its own, so λ = 0 need not have the least)
     assert max(noisy[0.0]["variance"], noisy[0.5]["variance"]) < noisy[1.0]["variance"] / 2
     assert noisy[1.0] == pytest.approx(exact[1.0])  # λ = 1 never looks at V̂ beyond the baseline
+
+
+def test_td_fixed_point_recovers_v_only_when_time_limit_cuts_are_bootstrapped():
+    mdp = tabular.random_mdp(5, 2, 0.95, seed=3)
+    theta = torch.zeros(5, 2, dtype=torch.float64)
+    exact = tabular.state_values(mdp, theta)
+    eps = tabular.sample_episodes(mdp, theta, episodes=3000, horizon=31, seed=0)
+    # 90k transitions: the fitted values carry a few per cent of sampling noise at most
+    assert torch.allclose(tabular.td_fixed_point(mdp, eps, cut_is_terminal=False), exact, rtol=0.05)
+    conflated = tabular.td_fixed_point(mdp, eps, cut_is_terminal=True)
+    assert ((conflated - exact).abs() / exact.abs()).min() > 0.2
