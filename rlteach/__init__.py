@@ -1,39 +1,59 @@
 """rlteach: distributed deep reinforcement learning, taught by doing it.
 
+The top-level names (``rlteach.train_ppo``, ``rlteach.evaluate`` …) are imported on first use, so a
+worker process that only needs ``rlteach.distributed``'s plumbing starts without importing torch.
 Notebooks call :func:`require_version` first, so a notebook and the library it was written for
 cannot drift apart silently.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from rlteach.algos import (  # noqa: E402
-    A2CConfig,
-    PPOConfig,
-    ReinforceConfig,
-    TrainResult,
-    train_a2c,
-    train_ppo,
-    train_reinforce,
-)
-from rlteach.checkpoint import load, save  # noqa: E402
-from rlteach.nets import ActorCritic  # noqa: E402
-from rlteach.rollout import evaluate  # noqa: E402
+_EXPORTS = {
+    "A2CConfig": "rlteach.algos",
+    "PPOConfig": "rlteach.algos",
+    "ReinforceConfig": "rlteach.algos",
+    "TrainResult": "rlteach.algos",
+    "train_a2c": "rlteach.algos",
+    "train_ppo": "rlteach.algos",
+    "train_reinforce": "rlteach.algos",
+    "load": "rlteach.checkpoint",
+    "save": "rlteach.checkpoint",
+    "ActorCritic": "rlteach.nets",
+    "evaluate": "rlteach.rollout",
+}
 
-__all__ = [
-    "A2CConfig",
-    "ActorCritic",
-    "PPOConfig",
-    "ReinforceConfig",
-    "TrainResult",
-    "__version__",
-    "evaluate",
-    "load",
-    "require_version",
-    "save",
-    "train_a2c",
-    "train_ppo",
-    "train_reinforce",
-]
+__all__ = ["__version__", "require_version", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in {
+        "advantages",
+        "algos",
+        "checks",
+        "checkpoint",
+        "config",
+        "distributed",
+        "envs",
+        "history",
+        "losses",
+        "nets",
+        "plots",
+        "rollout",
+        "tabular",
+        "widgets",
+    }:
+        return importlib.import_module(f"rlteach.{name}")
+    raise AttributeError(f"module 'rlteach' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
 
 
 def require_version(written_for: str) -> None:

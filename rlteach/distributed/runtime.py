@@ -1,0 +1,657 @@
+"""A parameter server and worker processes on one machine (seed §2.3, notebook 05).
+
+``Cluster(worker_fn, workers=W, params=θ0, server=ServerConfig(...))`` starts one **server** process
+that owns the flat float32 parameter vector θ, its optimizer and a version counter, and ``W`` **worker**
+processes that each run ``worker_fn(ctx, *args)``. Inside a worker, ``ctx.pull()`` returns the newest
+θ and its version; ``ctx.push(vector, version)`` hands the server a gradient (or, when the server
+averages parameters, the worker's parameters) computed from that version; ``ctx.report(...)`` sends
+metrics to the notebook without blocking.
+
+How the vectors travel: θ and one push slot per worker live in shared memory (a ``RawArray`` of
+float32 that all processes map; nothing is pickled per step). Small control messages (``push``,
+``ack``, ``done``) go through one pipe per worker; metrics and errors through one queue to the parent.
+
+Server modes (``ServerConfig``):
+
+* ``sync`` — the server waits for a round of pushes computed from the current version, averages
+  them, applies the result and publishes version+1; every pusher of the round waits for that. With
+  ``drop_stragglers = D`` the round closes after the first ``W − D`` pushes and late pushes are
+  dropped (the DPPO straggler rule).
+* ``async`` — the server applies each push as it arrives (A3C style) and records its *staleness*:
+  the server's version minus the version the push was computed from.
+* ``average = "gradients"``: the averaged gradient ``ḡ`` goes through the server's optimizer
+  (``θ ← θ − α ḡ`` for SGD, or Adam). ``average = "parameters"``: workers push their locally updated
+  parameters; sync rounds replace θ by their mean, async pushes move θ a ``1/W`` step towards them.
+
+Lifecycle: processes are started with ``spawn`` (``multiprocess``, so notebook-defined functions
+travel by value with dill). A worker that raises, or dies without a word, makes :meth:`Cluster.run`
+raise :class:`WorkerError` naming the worker (with its traceback) within a second, after stopping
+every process; a ``KeyboardInterrupt`` (the kernel's ■) stops everything and returns the partial
+result. Every wait has a timeout; leaving the ``with`` block always ends every process.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+import multiprocess as mp
+import numpy as np
+from multiprocess.connection import wait as wait_any
+
+MODES = ("sync", "async")
+AVERAGING = ("gradients", "parameters")
+OPTIMIZERS = ("adam", "sgd")
+POLL = 0.05  # seconds between checks of the stop flag while waiting
+ACK_TIMEOUT = 600.0  # a worker never waits longer than this for the server's answer
+
+
+class WorkerError(RuntimeError):
+    """A worker (or the server) failed; ``worker`` is its id (``"server"`` for the server)."""
+
+    def __init__(self, worker, message: str, remote_traceback: str = ""):
+        self.worker = worker
+        self.remote_traceback = remote_traceback
+        name = "the parameter server" if worker == "server" else f"worker {worker}"
+        text = f"{name} {message}"
+        if remote_traceback:
+            text += f"\n\n--- traceback in {name} ---\n{remote_traceback}"
+        super().__init__(text)
+
+
+class StopRun(Exception):
+    """Raised inside a worker's ``pull``/``push`` when the run is being stopped."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the parameter server combines pushes (see the module docstring)."""
+
+    mode: str = "sync"
+    average: str = "gradients"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    drop_stragglers: int = 0
+
+    def validate(self, workers: int) -> ServerConfig:
+        if self.mode not in MODES:
+            raise ValueError(f"mode = {self.mode!r} is invalid: must be one of {', '.join(MODES)}")
+        if self.average not in AVERAGING:
+            raise ValueError(
+                f"average = {self.average!r} is invalid: must be one of {', '.join(AVERAGING)}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer = {self.optimizer!r} is invalid: must be one of {', '.join(OPTIMIZERS)}"
+            )
+        if not self.lr > 0:
+            raise ValueError(f"lr = {self.lr!r} is invalid: must be > 0")
+        if not 0 <= self.drop_stragglers < workers:
+            raise ValueError(
+                f"drop_stragglers = {self.drop_stragglers!r} is invalid with {workers} workers: "
+                f"W − D must be >= 1, so D must be in [0, {workers - 1}]"
+            )
+        if self.drop_stragglers and self.mode != "sync":
+            raise ValueError("drop_stragglers only applies to mode='sync'")
+        return self
+
+
+# ----------------------------------------------------------------------------- shared memory
+
+
+class SharedParams:
+    """θ and one push slot per worker in one shared float32 buffer, plus the version counter.
+
+    Layout ``[θ | slot_0 | … | slot_{W−1}]``, each ``size`` floats. ``lock`` guards θ and the
+    version (the server writes both under it, workers copy both under it). Pass the object to the
+    processes when they start; numpy views are made on first use in each process.
+    """
+
+    def __init__(self, size: int, workers: int, ctx):
+        self.size, self.workers = size, workers
+        self.buffer = ctx.RawArray("f", size * (1 + workers))
+        self.version = ctx.RawValue("q", 0)
+        self.lock = ctx.Lock()
+        self._views = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_views"] = None
+        return state
+
+    def _all(self) -> np.ndarray:
+        if self._views is None:
+            self._views = np.frombuffer(self.buffer, dtype=np.float32).reshape(1 + self.workers, -1)
+        return self._views
+
+    @property
+    def params(self) -> np.ndarray:
+        """θ, ``[size]`` (a view: copy it under ``lock``)."""
+        return self._all()[0]
+
+    def slot(self, worker: int) -> np.ndarray:
+        """Worker ``worker``'s push slot, ``[size]`` (a view)."""
+        return self._all()[1 + worker]
+
+    def read(self, out: np.ndarray | None = None, timeout: float = 30.0) -> tuple[np.ndarray, int]:
+        """A consistent copy of ``(θ, version)``.
+
+        ``timeout=None`` reads without the lock: only once every other process has ended (a
+        process killed while holding the lock would otherwise block the reader for ever).
+        """
+        if timeout is not None and not self.lock.acquire(timeout=timeout):
+            raise TimeoutError(f"the parameter lock was not released within {timeout} s")
+        try:
+            if out is None:
+                out = self.params.copy()
+            else:
+                np.copyto(out, self.params)
+            return out, self.version.value
+        finally:
+            if timeout is not None:
+                self.lock.release()
+
+    def publish(self, theta: np.ndarray, version: int) -> None:
+        with self.lock:
+            np.copyto(self.params, theta)
+            self.version.value = version
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+@dataclass
+class ServerStats:
+    """What the server saw: versions published, pushes applied and dropped, and per push the
+    worker, the version it was computed from and its staleness."""
+
+    version: int = 0
+    applied: int = 0
+    dropped: int = 0
+    pushes: list = field(default_factory=list)  # (worker, from_version, staleness, applied)
+
+
+class Optimizer:
+    """Adam or SGD on a flat float32 vector, in numpy: ``θ ← θ − α · step(g)``.
+
+    Adam: ``m ← β1 m + (1−β1) g``, ``v ← β2 v + (1−β2) g²``, ``θ ← θ − α m̂ / (√v̂ + ε)`` with the
+    bias corrections ``m̂ = m/(1−β1^t)``, ``v̂ = v/(1−β2^t)`` (β1 = 0.9, β2 = 0.999, ε = 1e-8, as
+    ``torch.optim.Adam``).
+    """
+
+    def __init__(self, name: str, lr: float, size: int):
+        self.name, self.lr, self.t = name, lr, 0
+        if name == "adam":
+            self.m = np.zeros(size, np.float32)
+            self.v = np.zeros(size, np.float32)
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        if self.name == "sgd":
+            theta -= self.lr * grad
+            return
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        self.t += 1
+        self.m *= b1
+        self.m += (1 - b1) * grad
+        self.v *= b2
+        self.v += (1 - b2) * grad * grad
+        m_hat = self.m / (1 - b1**self.t)
+        v_hat = self.v / (1 - b2**self.t)
+        theta -= self.lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+class Server:
+    """The server's state and rules; :func:`_serve` runs it in its own process."""
+
+    def __init__(self, shared: SharedParams, cfg: ServerConfig):
+        self.shared, self.cfg = shared, cfg
+        self.theta, _ = shared.read()
+        self.optimizer = Optimizer(cfg.optimizer, cfg.lr, shared.size)
+        self.stats = ServerStats()
+        self.round: list[int] = []  # workers whose push is part of the current sync round
+        self.active = set(range(shared.workers))
+
+    def round_size(self) -> int:
+        return max(1, min(self.shared.workers - self.cfg.drop_stragglers, len(self.active)))
+
+    def apply(self, workers: list[int]) -> None:
+        """Average the pushes in ``workers``' slots and update θ; publish version + 1."""
+        mean = np.mean([self.shared.slot(w) for w in workers], axis=0)
+        if self.cfg.average == "gradients":
+            self.optimizer.step(self.theta, mean)
+        elif self.cfg.mode == "sync":
+            self.theta[:] = mean
+        else:
+            self.theta += (mean - self.theta) / self.shared.workers
+        self.stats.version += 1
+        self.stats.applied += len(workers)
+        self.shared.publish(self.theta, self.stats.version)
+
+    def on_push(self, worker: int, from_version: int) -> list[tuple[int, tuple]]:
+        """Handle one push; return the acknowledgements to send as ``(worker, message)``."""
+        staleness = self.stats.version - from_version
+        if self.cfg.mode == "async":
+            self.apply([worker])
+            self.stats.pushes.append((worker, from_version, staleness, True))
+            return [(worker, ("ack", True, self.stats.version, staleness))]
+        if staleness != 0:  # a straggler of a round that already closed
+            self.stats.dropped += 1
+            self.stats.pushes.append((worker, from_version, staleness, False))
+            return [(worker, ("ack", False, self.stats.version, staleness))]
+        self.round.append(worker)
+        self.stats.pushes.append((worker, from_version, 0, True))
+        return self.close_round_if_complete()
+
+    def close_round_if_complete(self) -> list[tuple[int, tuple]]:
+        if not self.round or len(self.round) < self.round_size():
+            return []
+        members, self.round = self.round, []
+        self.apply(members)
+        return [(w, ("ack", True, self.stats.version, 0)) for w in members]
+
+    def on_leave(self, worker: int) -> list[tuple[int, tuple]]:
+        """A worker finished (or its pipe closed): rounds no longer wait for it."""
+        self.active.discard(worker)
+        return self.close_round_if_complete()
+
+
+def _serve(shared: SharedParams, cfg: ServerConfig, conns: list, events, stop) -> None:
+    """Server process: answer pushes until every worker has left or the run is stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    server = Server(shared, cfg)
+    by_conn = {conn: w for w, conn in enumerate(conns)}
+    last_report = time.perf_counter()
+    reported = 0
+    try:
+        while server.active and not stop.is_set():
+            live = [conns[w] for w in server.active]
+            for conn in wait_any(live, timeout=POLL):
+                worker = by_conn[conn]
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    acks = server.on_leave(worker)
+                else:
+                    acks = (
+                        server.on_push(worker, message[1])
+                        if message[0] == "push"
+                        else server.on_leave(worker)
+                    )
+                for target, ack in acks:
+                    try:
+                        conns[target].send(ack)
+                    except (BrokenPipeError, OSError):
+                        server.on_leave(target)
+            if time.perf_counter() - last_report > 0.25:
+                events.put(("server", None, _server_report(server.stats, reported)))
+                reported = len(server.stats.pushes)
+                last_report = time.perf_counter()
+        events.put(("server", None, _server_report(server.stats, reported)))
+    except Exception:
+        events.put(("error", "server", traceback.format_exc()))
+
+
+def _server_report(stats: ServerStats, since: int) -> dict:
+    return {
+        "version": stats.version,
+        "applied": stats.applied,
+        "dropped": stats.dropped,
+        "pushes": stats.pushes[since:],
+    }
+
+
+# ----------------------------------------------------------------------------- the workers
+
+
+@dataclass
+class PushReceipt:
+    """The server's answer to a push: was it ``applied`` (False: dropped as a straggler), the
+    server's ``version`` after it, the push's ``staleness``, and the seconds spent ``waiting``."""
+
+    applied: bool
+    version: int
+    staleness: int
+    waiting: float
+
+
+class WorkerContext:
+    """What ``worker_fn(ctx, *args)`` uses to talk to the server and the notebook."""
+
+    def __init__(
+        self,
+        worker_id: int,
+        workers: int,
+        seed: int,
+        cfg: ServerConfig,
+        shared: SharedParams,
+        conn,
+        events,
+        stop,
+    ):
+        self.worker_id, self.workers, self.seed, self.server = worker_id, workers, seed, cfg
+        self._shared, self._conn, self._events, self._stop = shared, conn, events, stop
+        self._buffer = np.empty(shared.size, dtype=np.float32)
+
+    @property
+    def stopping(self) -> bool:
+        """True once the run is being stopped: finish the current step and return."""
+        return self._stop.is_set()
+
+    def pull(self) -> tuple[np.ndarray, int]:
+        """The newest θ (a fresh copy, ``[size]`` float32) and its version."""
+        if self.stopping:
+            raise StopRun
+        params, version = self._shared.read(self._buffer)
+        return params.copy(), version
+
+    def push(self, vector: np.ndarray, version: int) -> PushReceipt:
+        """Send a gradient (or parameters, when the server averages parameters) computed from
+        ``version``; returns when the server has used it (sync: when the round has closed)."""
+        if self.stopping:
+            raise StopRun
+        np.copyto(self._shared.slot(self.worker_id), np.asarray(vector, dtype=np.float32))
+        start = time.perf_counter()
+        self._conn.send(("push", version))
+        deadline = start + ACK_TIMEOUT
+        while not self._conn.poll(POLL):
+            if self.stopping:
+                raise StopRun
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no answer from the parameter server in {ACK_TIMEOUT:.0f} s")
+        _, applied, new_version, staleness = self._conn.recv()
+        return PushReceipt(applied, new_version, staleness, time.perf_counter() - start)
+
+    def report(self, **metrics) -> None:
+        """Send a dict of metrics to the notebook (does not wait)."""
+        self._events.put(("report", self.worker_id, metrics))
+
+
+def _worker_main(worker_fn, worker_id, workers, seed, cfg, shared, conn, events, stop, args):
+    """Worker process: one torch thread, SIGINT ignored, run ``worker_fn`` and say how it ended."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    ctx = WorkerContext(worker_id, workers, seed, cfg, shared, conn, events, stop)
+    try:
+        result = worker_fn(ctx, *args)
+    except StopRun:
+        result = None
+    except BaseException:
+        events.put(("error", worker_id, traceback.format_exc()))
+        return
+    finally:
+        try:
+            conn.send(("done", -1))
+        except (BrokenPipeError, OSError):
+            pass
+    events.put(("done", worker_id, result))
+
+
+# ----------------------------------------------------------------------------- the parent
+
+
+@dataclass
+class ClusterResult:
+    """A finished (or interrupted) run: the final ``params`` and their ``version``, each worker's
+    return value (``None`` if it was stopped), every report ``(worker, dict)`` in arrival order, the
+    server's statistics, and whether a kernel interrupt ended the run."""
+
+    params: np.ndarray
+    version: int
+    results: list
+    reports: list
+    server: dict
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def staleness(self) -> np.ndarray:
+        """Staleness of every push the server received, in order."""
+        return np.array([p[2] for p in self.server.get("pushes", [])], dtype=int)
+
+
+class Cluster:
+    """A parameter server and ``workers`` processes running ``worker_fn(ctx, *args)``.
+
+    Use as ``with Cluster(...) as cluster: result = cluster.run()``. ``params`` is the initial θ
+    (flattened to float32). ``on_report(worker, metrics)`` is called from the calling thread for
+    every report, as it arrives. ``seed`` gives each worker ``ctx.seed`` from
+    ``numpy.random.SeedSequence(seed).spawn(workers)``. Bad arguments raise ``ValueError`` before
+    any process starts.
+    """
+
+    def __init__(
+        self,
+        worker_fn: Callable,
+        *,
+        workers: int,
+        params,
+        server: ServerConfig | None = None,
+        seed: int = 0,
+        args: tuple = (),
+        start_timeout: float = 120.0,
+    ):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers = {workers!r} is invalid: must be an integer >= 1")
+        if not callable(worker_fn):
+            raise ValueError(f"worker_fn must be callable, got {worker_fn!r}")
+        params = np.ascontiguousarray(params, dtype=np.float32).ravel()
+        if params.size == 0:
+            raise ValueError("params is empty: the server needs at least one parameter")
+        self.cfg = (server or ServerConfig()).validate(workers)
+        self.worker_fn, self.workers, self.args = worker_fn, workers, tuple(args)
+        self.initial = params
+        self.seeds = [
+            int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(workers)
+        ]
+        self.start_timeout = start_timeout
+        self._procs: list = []
+        self._server_proc = None
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Create the shared buffers and start the server and the workers."""
+        if self._started:
+            raise RuntimeError("this Cluster was already started; make a new one")
+        self._started = True
+        ctx = mp.get_context("spawn")
+        self.shared = SharedParams(self.initial.size, self.workers, ctx)
+        self.shared.publish(self.initial, 0)
+        self.events = ctx.Queue()
+        self.stop_event = ctx.Event()
+        pipes = [ctx.Pipe() for _ in range(self.workers)]
+        self._server_conns = [server_end for server_end, _ in pipes]
+        self._worker_conns = [worker_end for _, worker_end in pipes]
+        with _one_thread_children():
+            self._server_proc = ctx.Process(
+                target=_serve,
+                name="rlteach-server",
+                daemon=True,
+                args=(self.shared, self.cfg, self._server_conns, self.events, self.stop_event),
+            )
+            self._server_proc.start()
+            for w in range(self.workers):
+                proc = ctx.Process(
+                    target=_worker_main,
+                    name=f"rlteach-worker-{w}",
+                    daemon=True,
+                    args=(
+                        self.worker_fn,
+                        w,
+                        self.workers,
+                        self.seeds[w],
+                        self.cfg,
+                        self.shared,
+                        self._worker_conns[w],
+                        self.events,
+                        self.stop_event,
+                        self.args,
+                    ),
+                )
+                proc.start()
+                self._procs.append(proc)
+        for conn in self._server_conns + self._worker_conns:
+            conn.close()  # the children hold their own copies; the parent keeps none open
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop every process: ask, wait up to ``timeout`` s, then terminate, then kill."""
+        if not self._started or getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        self.stop_event.set()
+        procs = [p for p in [*self._procs, self._server_proc] if p is not None]
+        deadline = time.monotonic() + timeout
+        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+            self._drain()  # a child exits only once its queue has been flushed
+            wait_any([p.sentinel for p in procs if p.is_alive()], timeout=POLL)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+        self._drain()
+        self.events.close()
+        self.events.join_thread()
+        for proc in procs:
+            proc.close()
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, on_report: Callable | None = None, timeout: float | None = None) -> ClusterResult:
+        """Wait for every worker to return, passing reports to ``on_report(worker, metrics)``.
+
+        Raises :class:`WorkerError` when a worker or the server fails or dies, ``TimeoutError``
+        after ``timeout`` seconds. A ``KeyboardInterrupt`` stops the run and returns what there is,
+        with ``interrupted=True``.
+        """
+        if not self._started:
+            self.start()
+        start = time.perf_counter()
+        self._results = [None] * self.workers
+        self._done: set[int] = set()
+        self._reports: list = []
+        self._server_stats = {"version": 0, "applied": 0, "dropped": 0, "pushes": []}
+        self._on_report = on_report
+        interrupted = False
+        try:
+            while len(self._done) < self.workers:
+                self._handle_events(block=POLL)
+                self._check_processes()
+                if timeout is not None and time.perf_counter() - start > timeout:
+                    raise TimeoutError(f"the run did not finish within {timeout} s")
+        except KeyboardInterrupt:
+            interrupted = True
+        except BaseException:
+            self.stop()
+            raise
+        self.stop()
+        params, version = self.shared.read(timeout=None)
+        return ClusterResult(
+            params,
+            version,
+            self._results,
+            self._reports,
+            self._server_stats,
+            interrupted,
+            time.perf_counter() - start,
+        )
+
+    def _handle_events(self, block: float) -> None:
+        deadline = time.perf_counter() + block
+        while True:
+            try:
+                kind, worker, payload = self.events.get(
+                    timeout=max(0.0, deadline - time.perf_counter())
+                )
+            except (queue.Empty, EOFError, OSError, ValueError):
+                return
+            self._dispatch(kind, worker, payload)
+
+    def _dispatch(self, kind, worker, payload) -> None:
+        if kind == "report":
+            self._reports.append((worker, payload))
+            if self._on_report is not None:
+                self._on_report(worker, payload)
+        elif kind == "done":
+            self._results[worker] = payload
+            self._done.add(worker)
+        elif kind == "server":
+            pushes = self._server_stats["pushes"] + payload["pushes"]
+            self._server_stats = {**payload, "pushes": pushes}
+        elif kind == "error":
+            raise WorkerError(worker, "raised an exception", payload)
+
+    def _check_processes(self) -> None:
+        """A process that ended without saying so is an error (killed, segfault, os._exit)."""
+        for w, proc in enumerate(self._procs):
+            if w not in self._done and proc.exitcode is not None:
+                self._handle_events(block=0.2)  # its last words may still be in the queue
+                if w not in self._done:
+                    raise WorkerError(w, f"died without a word (exit code {proc.exitcode})")
+        if self._server_proc.exitcode is not None and len(self._done) < self.workers:
+            self._handle_events(block=0.2)
+            if len(self._done) < self.workers:
+                raise WorkerError("server", f"died (exit code {self._server_proc.exitcode})")
+
+    def _drain(self) -> None:
+        """Read what is queued (so children's feeder threads can exit), keeping reports and
+        results but not raising: used while stopping."""
+        while True:
+            try:
+                kind, worker, payload = self.events.get_nowait()
+            except (queue.Empty, EOFError, OSError, ValueError):
+                return
+            if kind != "error" and hasattr(self, "_results"):
+                self._dispatch(kind, worker, payload)
+
+
+class _one_thread_children:
+    """Children inherit the environment at spawn: ask their math libraries for one thread each."""
+
+    KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.KEYS}
+        os.environ.update({k: "1" for k in self.KEYS})
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_cluster(
+    worker_fn: Callable,
+    *,
+    workers: int,
+    params,
+    server: ServerConfig | None = None,
+    seed: int = 0,
+    args: tuple = (),
+    on_report: Callable | None = None,
+    timeout: float | None = None,
+) -> ClusterResult:
+    """Start a :class:`Cluster`, run it to the end and stop it: the one-call form."""
+    with Cluster(
+        worker_fn, workers=workers, params=params, server=server, seed=seed, args=args
+    ) as cluster:
+        return cluster.run(on_report=on_report, timeout=timeout)

@@ -1,0 +1,193 @@
+"""The parameter server and its worker processes: the rules they follow and their lifecycle."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlteach.distributed import Cluster, ServerConfig, WorkerError, run_cluster
+from rlteach.distributed.runtime import Optimizer
+from tests.distributed import workers as W
+
+SGD1 = ServerConfig(optimizer="sgd", lr=1.0)
+
+
+def child_pids():
+    """Live processes whose parent is this one (read from /proc), except multiprocess's resource
+    tracker: one helper per parent process, started once and kept for its lifetime, whose job is to
+    remove semaphores and shared memory should everything else crash."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z" and b"resource_tracker" not in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def shm_entries():
+    return sorted(os.listdir("/dev/shm"))
+
+
+def test_sync_rounds_average_gradients_before_one_optimizer_step():
+    """SGD with α = 1: every round moves θ by minus the mean of the pushed gradients (1 and 2)."""
+    result = run_cluster(
+        W.push_constant_gradients, workers=2, params=np.zeros(7), server=SGD1, args=(4,)
+    )
+    np.testing.assert_allclose(result.params, -4 * 1.5)
+    assert result.version == 4 and result.server["applied"] == 8
+    for versions in result.results:  # every push of round v was answered with version v + 1
+        assert [(v, after) for v, after, _, _ in versions] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_sync_rounds_can_average_parameters_instead():
+    """Workers push θ + (id + 1); the server replaces θ by their mean: θ grows by 2 per round."""
+    result = run_cluster(
+        W.push_parameters,
+        workers=3,
+        params=np.zeros(4),
+        server=ServerConfig(average="parameters"),
+        args=(5,),
+    )
+    np.testing.assert_allclose(result.params, 5 * 2.0)
+
+
+def test_async_applies_every_push_and_records_its_staleness():
+    result = run_cluster(
+        W.push_constant_gradients,
+        workers=3,
+        params=np.zeros(3),
+        server=ServerConfig(mode="async", optimizer="sgd", lr=1.0),
+        args=(20,),
+    )
+    assert result.version == 60 and result.server["applied"] == 60
+    np.testing.assert_allclose(result.params, -20 * (1 + 2 + 3))  # every push applied once
+    for versions in result.results:  # staleness = server version at arrival − version pulled
+        for pulled, after, applied, staleness in versions:
+            assert applied and staleness == after - 1 - pulled >= 0
+    assert sorted(result.staleness.tolist()) == sorted(
+        s for versions in result.results for *_, s in versions
+    )
+
+
+def test_straggler_pushes_are_dropped_when_the_round_takes_the_first_w_minus_d():
+    result = run_cluster(
+        W.slow_for_worker_zero,
+        workers=3,
+        params=np.zeros(2),
+        server=ServerConfig(drop_stragglers=1),
+        args=(6, 0.15),
+    )
+    applied_by_worker = [sum(r) for r in result.results]
+    assert applied_by_worker[0] < 6 and applied_by_worker[1:] == [6, 6]
+    dropped = [p for p in result.server["pushes"] if not p[3]]
+    assert dropped and {p[0] for p in dropped} == {0}
+    assert result.server["dropped"] == len(dropped)
+
+
+def test_server_adam_matches_torch_adam():
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=10).astype(np.float32)
+    reference = torch.nn.Parameter(torch.tensor(theta.copy()))
+    torch_adam = torch.optim.Adam([reference], lr=0.01)
+    ours = Optimizer("adam", 0.01, 10)
+    for _ in range(50):
+        grad = rng.normal(size=10).astype(np.float32)
+        ours.step(theta, grad)
+        reference.grad = torch.tensor(grad)
+        torch_adam.step()
+    np.testing.assert_allclose(theta, reference.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_workers_get_their_seeds_from_a_seed_sequence():
+    first = run_cluster(W.return_seed, workers=3, params=np.zeros(1), seed=5).results
+    again = run_cluster(W.return_seed, workers=3, params=np.zeros(1), seed=5).results
+    expected = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(5).spawn(3)]
+    assert first == again == expected and len(set(first)) == 3
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_a_worker_that_raises_stops_the_run_with_its_id_and_traceback():
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match="worker 1 raised") as info:
+        run_cluster(W.raise_on_worker_one, workers=3, params=np.zeros(3))
+    assert time.monotonic() - start < 5
+    assert info.value.worker == 1 and "broken on purpose" in info.value.remote_traceback
+    assert child_pids() == []
+
+
+def test_a_worker_that_dies_without_a_word_is_detected():
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"worker 1 died without a word \(exit code 3\)"):
+        run_cluster(W.die_silently_on_worker_one, workers=2, params=np.zeros(3))
+    assert time.monotonic() - start < 5
+    assert child_pids() == []
+
+
+def test_a_killed_worker_is_detected():
+    with Cluster(W.run_until_stopped, workers=2, params=np.zeros(3)) as cluster:
+        victim = cluster._procs[0].pid
+        threading.Timer(1.0, os.kill, (victim, signal.SIGKILL)).start()
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match="worker 0 died without a word"):
+            cluster.run()
+        assert time.monotonic() - start < 5
+    assert child_pids() == []
+
+
+def test_a_kernel_interrupt_stops_everything_and_keeps_the_partial_result():
+    """SIGINT to this process (what the kernel's ■ does) while workers are busy."""
+    seen = []
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    result = run_cluster(
+        W.run_until_stopped, workers=2, params=np.zeros(3), on_report=lambda w, m: seen.append(m)
+    )
+    assert result.interrupted and seen and result.version > 0
+    assert time.monotonic() - start < 1.0 + 5
+    assert child_pids() == []
+
+
+def test_twenty_start_stop_cycles_leak_no_process_shared_memory_or_semaphore():
+    shm_before, kids_before = shm_entries(), child_pids()
+    for i in range(20):
+        result = run_cluster(
+            W.push_constant_gradients,
+            workers=2,
+            params=np.zeros(100),
+            server=SGD1,
+            args=(2,),
+            seed=i,
+        )
+        assert result.version == 2
+    assert shm_entries() == shm_before
+    assert child_pids() == kids_before == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(workers=0), "workers = 0"),
+        (dict(workers=2, server=ServerConfig(drop_stragglers=2)), "W − D must be >= 1"),
+        (dict(workers=2, server=ServerConfig(mode="hogwild")), "mode = 'hogwild'"),
+        (dict(workers=2, server=ServerConfig(average="votes")), "average = 'votes'"),
+        (dict(workers=2, server=ServerConfig(lr=0)), "lr = 0"),
+        (dict(workers=2, params=np.zeros(0)), "params is empty"),
+    ],
+)
+def test_bad_arguments_raise_before_any_process_starts(kwargs, message):
+    kwargs = {"params": np.zeros(3), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        Cluster(W.return_seed, **kwargs)
+    assert child_pids() == []

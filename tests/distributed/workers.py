@@ -1,0 +1,71 @@
+"""Worker functions for the runtime tests: importable, numpy only (fast to spawn)."""
+
+import os
+import time
+
+import numpy as np
+
+
+def push_constant_gradients(ctx, rounds, value_of_worker=None):
+    """Push gradient (worker_id + 1) * ones for ``rounds`` rounds; return the versions seen."""
+    versions = []
+    for _ in range(rounds):
+        params, version = ctx.pull()
+        grad = np.full_like(params, ctx.worker_id + 1.0)
+        receipt = ctx.push(grad, version)
+        versions.append((version, receipt.version, receipt.applied, receipt.staleness))
+        ctx.report(version=version)
+    return versions
+
+
+def push_parameters(ctx, rounds):
+    """Push params + worker_id + 1 (a fake local update) for ``rounds`` rounds."""
+    for _ in range(rounds):
+        params, version = ctx.pull()
+        ctx.push(params + ctx.worker_id + 1.0, version)
+
+
+def slow_for_worker_zero(ctx, rounds, delay):
+    """Worker 0 is a straggler: it sleeps ``delay`` seconds before every push."""
+    out = []
+    for _ in range(rounds):
+        params, version = ctx.pull()
+        if ctx.worker_id == 0:
+            time.sleep(delay)
+        out.append(ctx.push(np.ones_like(params), version).applied)
+    return out
+
+
+def raise_on_worker_one(ctx):
+    if ctx.worker_id == 1:
+        raise ValueError("worker one is broken on purpose")
+    while not ctx.stopping:
+        params, version = ctx.pull()
+        ctx.push(np.zeros_like(params), version)
+        time.sleep(0.01)
+
+
+def die_silently_on_worker_one(ctx):
+    if ctx.worker_id == 1:
+        time.sleep(0.2)
+        os._exit(3)
+    while not ctx.stopping:
+        params, version = ctx.pull()
+        ctx.push(np.zeros_like(params), version)
+        time.sleep(0.01)
+
+
+def run_until_stopped(ctx):
+    """Pull, push and report forever; only a stop ends it."""
+    steps = 0
+    while not ctx.stopping:
+        params, version = ctx.pull()
+        ctx.push(np.zeros_like(params), version)
+        steps += 1
+        ctx.report(steps=steps)
+        time.sleep(0.005)
+    return steps
+
+
+def return_seed(ctx):
+    return ctx.seed
