@@ -40,6 +40,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
 import multiprocess as mp
 import numpy as np
 from multiprocess.connection import wait as wait_any
