@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
@@ -98,3 +100,79 @@ def _seeded(envs: VectorEnv, seed: int | None) -> VectorEnv:
         envs.reset(seed=seed)
         envs.action_space.seed(seed)
     return envs
+
+
+# ----------------------------------------------------------------------------- distributed runs
+# Notebook 05 and the distributed algorithms: a slow simulator, and instances that differ.
+
+
+class DelayWrapper(gym.Wrapper):
+    """Adds a fixed ``delay`` (seconds of ``time.sleep``) to every ``step``: a stand-in for an
+    expensive simulator. Sleeping frees the CPU, as waiting on a real simulator or a robot would, so
+    more workers than cores still speed up collection."""
+
+    def __init__(self, env: gym.Env, delay: float):
+        if not delay >= 0:
+            raise ValueError(f"delay = {delay!r} is invalid: must be >= 0 seconds")
+        super().__init__(env)
+        self.delay = delay
+
+    def step(self, action):
+        time.sleep(self.delay)
+        return self.env.step(action)
+
+
+# Physical constants of CartPole a variation may change; the derived ones are recomputed.
+CARTPOLE_PHYSICS = ("length", "masspole", "masscart", "force_mag", "gravity")
+
+
+def set_physics(env: gym.Env, **physics: float) -> gym.Env:
+    """Change physical constants of ``env`` in place (CartPole: ``length`` — half the pole's
+    length —, ``masspole``, ``masscart``, ``force_mag``, ``gravity``); returns ``env``."""
+    core = env.unwrapped
+    unknown = (
+        sorted(set(physics) - set(CARTPOLE_PHYSICS))
+        if hasattr(core, "polemass_length")
+        else sorted(physics)
+    )
+    if unknown:
+        raise ValueError(
+            f"cannot set {unknown} on {env.spec.id if env.spec else type(core).__name__}: "
+            f"physics variations are defined for CartPole ({', '.join(CARTPOLE_PHYSICS)})"
+        )
+    for name, value in physics.items():
+        setattr(core, name, float(value))
+    core.total_mass = core.masspole + core.masscart
+    core.polemass_length = core.masspole * core.length
+    return env
+
+
+def physics_variations(env_id: str, workers: int, seed: int = 0, spread: float = 0.5) -> list[dict]:
+    """One set of CartPole physics per worker: pole half-length and pole mass each scaled by a
+    factor drawn uniformly from ``[1 − spread, 1 + spread]`` (``spread = 0``: all identical).
+    Worker ``i`` always gets the same draw for a given ``seed``."""
+    if registered_spec(env_id).name != "CartPole":
+        raise ValueError(f"physics variations are defined for CartPole only, not {env_id!r}")
+    if not 0 <= spread < 1:
+        raise ValueError(f"spread = {spread!r} is invalid: must be in [0, 1)")
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    factors = rng.uniform(1 - spread, 1 + spread, size=(workers, 2))
+    return [{"length": 0.5 * a, "masspole": 0.1 * b} for a, b in factors]
+
+
+def env_factory(
+    env_id: str, delay: float = 0.0, physics: dict | None = None
+) -> Callable[[], gym.Env]:
+    """A zero-argument, picklable constructor of ``env_id`` with an optional per-step ``delay``
+    and ``physics`` changes — what a worker process needs to build its own environment."""
+    registered_spec(env_id)
+    if not delay >= 0:
+        raise ValueError(f"delay = {delay!r} is invalid: must be >= 0 seconds")
+    return partial(_build_env, env_id, float(delay), dict(physics or {}))
+
+
+def _build_env(env_id: str, delay: float, physics: dict) -> gym.Env:
+    env = gym.make(env_id)
+    if physics:
+        set_physics(env, **physics)
+    return DelayWrapper(env, delay) if delay > 0 else env

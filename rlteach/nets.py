@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
@@ -256,3 +257,42 @@ def _flat_box_dim(space: gym.Space, name: str) -> int:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         raise ValueError(f"{name} must be a one-dimensional gymnasium Box, got {space!r}")
     return int(space.shape[0])
+
+
+# ----------------------------------------------------------------------------- flat vectors
+# What travels between processes: all parameters (or gradients) of a model as one float32 vector,
+# in the order of ``model.parameters()`` (notebook 05).
+
+
+def flat_parameters(model: nn.Module) -> np.ndarray:
+    """All parameters of ``model`` as one float32 vector ``[P]`` (a copy)."""
+    return (
+        torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy().astype(np.float32)
+    )
+
+
+def set_flat_parameters(model: nn.Module, vector: np.ndarray) -> None:
+    """Load a ``[P]`` vector made by :func:`flat_parameters` back into ``model``'s parameters."""
+    vector = torch.as_tensor(np.asarray(vector, dtype=np.float32))
+    expected = sum(p.numel() for p in model.parameters())
+    if vector.numel() != expected:
+        raise ValueError(
+            f"vector has {vector.numel()} entries, the model has {expected} parameters"
+        )
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(vector, model.parameters())
+
+
+def flat_gradient(model: nn.Module) -> np.ndarray:
+    """The gradients left by ``backward()`` as one float32 vector ``[P]`` (zeros where a parameter
+    received none)."""
+    return (
+        torch.cat(
+            [
+                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                for p in model.parameters()
+            ]
+        )
+        .numpy()
+        .astype(np.float32)
+    )

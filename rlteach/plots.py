@@ -562,3 +562,56 @@ def diagnostic_comparison(runs: dict, keys, title: str = ""):
         ax.legend(fontsize="small")
     fig.suptitle(title)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 05: staleness and scaling.
+
+
+def staleness_histogram(staleness, ax=None, title: str = "staleness of the pushes"):
+    """How many pushes arrived ``k`` versions late (``k = 0``: computed from the newest θ)."""
+    fig, ax = _axis(ax)
+    values = np.asarray(staleness, dtype=int)
+    counts = np.bincount(values) if len(values) else np.zeros(1, dtype=int)
+    ax.bar(np.arange(len(counts)), counts, color=Palette[1])
+    ax.set_xlabel("staleness (server version − version the push was computed from)")
+    ax.set_ylabel("pushes")
+    mean = values.mean() if len(values) else 0.0
+    ax.set_title(f"{title} (mean {mean:.2f})")
+    return fig
+
+
+def scaling(
+    workers,
+    rates: dict,
+    serial_fractions: dict | None = None,
+    ax=None,
+    title: str = "samples per second vs workers",
+):
+    """Measured throughput against the number of workers, one line per setting (``rates``: label →
+    samples/s per entry of ``workers``), with the ideal linear speed-up and, when
+    ``serial_fractions`` (label → s) are given, Amdahl's curve ``r₁ / (s + (1 − s)/W)``."""
+    from rlteach.distributed.patterns import amdahl_speedup
+
+    fig, ax = _axis(ax, width=6.0)
+    w = np.asarray(workers, dtype=float)
+    dense = np.linspace(1, w.max(), 100)
+    for color, (label, rate) in zip(cycle(Palette), rates.items()):
+        rate = np.asarray(rate, dtype=float)
+        ax.plot(w, rate, "o", color=color, ms=7, label=f"{label} (measured)")
+        ax.plot(dense, rate[0] * dense, ":", color=color, lw=1, label=f"{label}: linear speed-up")
+        if serial_fractions and label in serial_fractions:
+            s = serial_fractions[label]
+            ax.plot(
+                dense,
+                rate[0] * amdahl_speedup(s, dense),
+                "-",
+                color=color,
+                label=f"{label}: Amdahl, serial fraction {s:.2f}",
+            )
+    ax.set_xlabel("workers W")
+    ax.set_ylabel("samples per second")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig

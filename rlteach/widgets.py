@@ -296,3 +296,43 @@ class TrainingPanel(W.VBox):
     def _say(self, text: str, error: bool = False) -> None:
         self.status.value = text
         self.status.style.text_color = "#b00020" if error else None
+
+
+def distributed_explorer(steps_per_worker: int = 1000, rounds: int = 30) -> W.VBox:
+    """Notebook 05, section 5: workers, env delay and sync/async; each change reruns two small
+    experiments with real processes — the staleness of a parameter-server run in the chosen mode,
+    and the samples per second of W workers on a CartPole with the chosen per-step delay."""
+    from rlteach.distributed import patterns
+
+    def draw(workers, delay_ms, mode):
+        run = patterns.staleness_run(workers=workers, rounds=rounds, mode=mode)
+        speed = patterns.sampling_throughput(
+            "CartPole-v1", workers, steps_per_worker, delay=delay_ms / 1000
+        )
+        fig, (left, right) = plots.figure(ncols=2, width=4.6)
+        plots.staleness_histogram(run.staleness, ax=left, title=f"{mode}, {workers} workers")
+        right.bar(["pooled"], [speed["samples_per_second"]], color=plots.Palette[2])
+        right.set_ylabel("samples per second")
+        right.set_title(
+            f"{workers} workers, {delay_ms:g} ms per step: {speed['samples_per_second']:.0f}/s"
+        )
+        return fig
+
+    style = _slider_style()
+    return live_panel(
+        draw,
+        title="Parameter server and parallel sampling",
+        workers=W.IntSlider(
+            value=2, min=1, max=8, description="workers", continuous_update=False, style=style
+        ),
+        delay_ms=W.FloatSlider(
+            value=1.0,
+            min=0.0,
+            max=5.0,
+            step=0.5,
+            description="delay (ms)",
+            continuous_update=False,
+            style=style,
+        ),
+        mode=W.ToggleButtons(options=["sync", "async"], value="async", description="server"),
+    )

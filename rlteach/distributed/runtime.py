@@ -41,6 +41,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import dill
 import multiprocess as mp
 import numpy as np
 from multiprocess.connection import wait as wait_any
@@ -372,13 +373,18 @@ class WorkerContext:
         self._events.put(("report", self.worker_id, metrics))
 
 
-def _worker_main(worker_fn, worker_id, workers, seed, cfg, shared, conn, events, stop, args):
-    """Worker process: one torch thread, SIGINT ignored, run ``worker_fn`` and say how it ended."""
+def _worker_main(payload, worker_id, workers, seed, cfg, shared, conn, events, stop):
+    """Worker process: SIGINT ignored, one torch thread, run the function and say how it ended.
+
+    ``payload`` is ``dill.dumps((worker_fn, args), recurse=True)``: a function written in a
+    notebook travels by value together with the globals it uses (``np``, a helper, …).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
     ctx = WorkerContext(worker_id, workers, seed, cfg, shared, conn, events, stop)
     try:
+        worker_fn, args = dill.loads(payload)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
         result = worker_fn(ctx, *args)
     except StopRun:
         result = None
@@ -445,7 +451,11 @@ class Cluster:
         if params.size == 0:
             raise ValueError("params is empty: the server needs at least one parameter")
         self.cfg = (server or ServerConfig()).validate(workers)
-        self.worker_fn, self.workers, self.args = worker_fn, workers, tuple(args)
+        self.workers = workers
+        try:
+            self.payload = dill.dumps((worker_fn, tuple(args)), recurse=True)
+        except Exception as exc:
+            raise ValueError(f"worker_fn or args cannot be sent to a process: {exc}") from exc
         self.initial = params
         self.seeds = [
             int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(workers)
@@ -491,7 +501,7 @@ class Cluster:
                     name=f"rlteach-worker-{w}",
                     daemon=True,
                     args=(
-                        self.worker_fn,
+                        self.payload,
                         w,
                         self.workers,
                         self.seeds[w],
@@ -500,7 +510,6 @@ class Cluster:
                         self._worker_conns[w],
                         self.events,
                         self.stop_event,
-                        self.args,
                     ),
                 )
                 proc.start()
