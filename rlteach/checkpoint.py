@@ -67,7 +67,7 @@ def load(path: str | os.PathLike) -> TrainResult:
     fields = _tuples(json.loads(payload["config"]))
     config = config_cls(**fields) if config_cls else fields
     data = json.loads(payload["history"])
-    history = History(data["updates"], data["episodes"], data["meta"])
+    history = History(data["updates"], data["episodes"], data["meta"], data.get("evaluations", []))
     return TrainResult(policy, history, config, payload["interrupted"])
 
 

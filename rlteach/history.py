@@ -6,7 +6,8 @@ and loads back for plotting in another process.
 
 Update rows always hold ``update``, ``env_steps`` (total so far) and ``wall_time`` (seconds since the
 run started), plus the algorithm's losses and diagnostics. Episode rows hold ``env_steps`` and
-``wall_time`` at the episode's end, ``return`` and ``length``; distributed runs add ``worker``.
+``wall_time`` at the episode's end, ``return`` and ``length``; distributed runs add ``worker``, and ``evaluations`` rows (``env_steps``, ``wall_time``,
+``return``) for the global policy evaluated during the run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class History:
     updates: list[dict] = field(default_factory=list)
     episodes: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    evaluations: list[dict] = field(default_factory=list)  # distributed runs: the global policy
     start_time: float = field(default_factory=time.perf_counter, repr=False)
 
     def elapsed(self) -> float:
@@ -57,9 +59,13 @@ class History:
             )
 
     def column(self, key: str, kind: str = "episodes") -> np.ndarray:
-        """One field of every ``kind`` row (``"episodes"`` or ``"updates"``) as a float array; rows
-        without the field give NaN."""
-        rows = self.episodes if kind == "episodes" else self.updates
+        """One field of every ``kind`` row (``"episodes"``, ``"updates"`` or ``"evaluations"``) as a
+        float array; rows without the field give NaN."""
+        rows = {
+            "episodes": self.episodes,
+            "updates": self.updates,
+            "evaluations": self.evaluations,
+        }[kind]
         return np.array([row.get(key, math.nan) for row in rows], dtype=float)
 
     def recent_mean_return(self, last: int = 20) -> float:
@@ -78,7 +84,12 @@ class History:
         return self.episodes[hits[0] + last - 1] if len(hits) else None
 
     def to_dict(self) -> dict:
-        return {"updates": self.updates, "episodes": self.episodes, "meta": self.meta}
+        return {
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "meta": self.meta,
+            "evaluations": self.evaluations,
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the history as JSON, atomically (a temporary file renamed into place)."""
@@ -94,7 +105,12 @@ class History:
         """Read a history written by :meth:`save`; a file of another kind raises ``ValueError``."""
         try:
             data = json.loads(Path(path).read_text())
-            return cls(list(data["updates"]), list(data["episodes"]), dict(data.get("meta", {})))
+            return cls(
+                list(data["updates"]),
+                list(data["episodes"]),
+                dict(data.get("meta", {})),
+                list(data.get("evaluations", [])),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not an rlteach history file ({exc})") from exc
 

@@ -405,7 +405,8 @@ def in_kernel() -> bool:
 
 
 class LivePlot:
-    """A trainer callback that keeps a :func:`learning_dashboard` of the run up to date.
+    """A trainer callback that keeps a :func:`learning_dashboard` of the run up to date (or the
+    figure of another ``draw(history, title=...)``, e.g. :func:`distributed_dashboard`).
 
     ``live = LivePlot(title="PPO", min_interval=0.5)``; ``train_ppo(callback=live)`` calls
     ``live(history)`` after every update, and ``live.close(history)`` draws the final state.
@@ -425,12 +426,15 @@ class LivePlot:
     ``drawing_seconds`` the total time spent drawing.
     """
 
-    def __init__(self, title: str = "", min_interval: float = 0.5, max_share: float = 0.1):
+    def __init__(
+        self, title: str = "", min_interval: float = 0.5, max_share: float = 0.1, draw=None
+    ):
         if not min_interval >= 0:
             raise ValueError(f"min_interval = {min_interval!r} is not allowed: must be >= 0")
         if not 0 < max_share <= 1:
             raise ValueError(f"max_share = {max_share!r} is not allowed: must be in (0, 1]")
         self.title = title
+        self.draw = draw or learning_dashboard  # draw(history, title=...) -> Figure
         self.min_interval = min_interval
         self.max_share = max_share
         self.redraws = 0
@@ -453,7 +457,7 @@ class LivePlot:
     def redraw(self, history) -> None:
         """Draw the dashboard now and show it in place of the previous one (in a kernel)."""
         self._last_start = time.perf_counter()
-        self.figure = learning_dashboard(history, title=self.title)
+        self.figure = self.draw(history, title=self.title)
         if in_kernel():
             self._show(self.figure)
         self._last_cost = time.perf_counter() - self._last_start

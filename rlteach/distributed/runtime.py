@@ -79,6 +79,7 @@ class ServerConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     drop_stragglers: int = 0
+    anneal_versions: int = 0  # > 0: the step size decays linearly to 0 over this many versions
 
     def validate(self, workers: int) -> ServerConfig:
         if self.mode not in MODES:
@@ -98,6 +99,8 @@ class ServerConfig:
                 f"drop_stragglers = {self.drop_stragglers!r} is invalid with {workers} workers: "
                 f"W − D must be >= 1, so D must be in [0, {workers - 1}]"
             )
+        if self.anneal_versions < 0:
+            raise ValueError(f"anneal_versions = {self.anneal_versions!r} is invalid: must be >= 0")
         if self.drop_stragglers and self.mode != "sync":
             raise ValueError("drop_stragglers only applies to mode='sync'")
         return self
@@ -225,6 +228,9 @@ class Server:
         """Average the pushes in ``workers``' slots and update θ; publish version + 1."""
         mean = np.mean([self.shared.slot(w) for w in workers], axis=0)
         if self.cfg.average == "gradients":
+            if self.cfg.anneal_versions:
+                progress = self.stats.version / self.cfg.anneal_versions
+                self.optimizer.lr = self.cfg.lr * max(0.0, 1.0 - progress)
             self.optimizer.step(self.theta, mean)
         elif self.cfg.mode == "sync":
             self.theta[:] = mean

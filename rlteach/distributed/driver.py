@@ -1,0 +1,151 @@
+"""What DA3C and DPPO share around their worker loops: building each worker's environments and
+agent, the notebook-side record of the run, and the run itself on the parameter server.
+
+A worker's report after each push is a dict with its ``env_steps`` so far, the ``returns`` and
+``lengths`` of episodes it finished, the server ``version`` and the push's ``staleness``, its losses,
+and the round's timings split into ``compute`` (collecting and differentiating), ``communication``
+(copying θ in and the push out) and ``wait`` (blocked on the server, e.g. for a sync round).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from rlteach.algos.common import TrainResult, build_agent, one_thread
+from rlteach.distributed.runtime import Cluster, ServerConfig
+from rlteach.envs import env_factory, make_vector_env, physics_variations
+from rlteach.history import History
+from rlteach.nets import ActorCritic, flat_parameters, set_flat_parameters
+from rlteach.rollout import Collector, evaluate
+
+
+def worker_env_factories(cfg, env_fn=None) -> list:
+    """One environment constructor per worker, or ``None`` entries for the fast vectorised env.
+
+    ``cfg.env_delay`` adds a per-step sleep; ``cfg.env_variation > 0`` gives every worker its own
+    CartPole physics (:func:`rlteach.envs.physics_variations`); ``env_fn`` replaces ``cfg.env_id``.
+    """
+    if env_fn is not None:
+        return [env_fn] * cfg.workers
+    if cfg.env_variation > 0:
+        physics = physics_variations(cfg.env_id, cfg.workers, cfg.seed, cfg.env_variation)
+        return [env_factory(cfg.env_id, cfg.env_delay, p) for p in physics]
+    if cfg.env_delay > 0:
+        return [env_factory(cfg.env_id, cfg.env_delay)] * cfg.workers
+    return [None] * cfg.workers
+
+
+def worker_agent(ctx, cfg, factories) -> tuple[ActorCritic, Collector]:
+    """Worker side: this worker's environments, a policy of the server's architecture, and a
+    collector seeded with ``ctx.seed``."""
+    one_thread()
+    envs = make_vector_env(cfg.env_id, cfg.envs_per_worker, env_fn=factories[ctx.worker_id])
+    policy = ActorCritic(envs.single_observation_space, envs.single_action_space, cfg.hidden)
+    return policy, Collector(envs, policy, seed=ctx.seed)
+
+
+def pull_into(ctx, policy) -> tuple[int, float]:
+    """Load the newest global θ into ``policy``; return its version and the seconds it took."""
+    start = time.perf_counter()
+    theta, version = ctx.pull()
+    set_flat_parameters(policy, theta)
+    return version, time.perf_counter() - start
+
+
+def steps_per_worker(cfg) -> int:
+    """Each worker's share of ``cfg.total_steps``."""
+    return -(-cfg.total_steps // cfg.workers)
+
+
+class RunRecorder:
+    """Parent side: turns worker reports into :class:`History` rows, evaluates the global policy
+    every ``cfg.eval_interval`` seconds, and calls the user's ``callback(history)``."""
+
+    def __init__(self, cfg, history: History, policy: ActorCritic, callback=None):
+        self.cfg, self.history, self.policy, self.callback = cfg, history, policy, callback
+        self.worker_steps = np.zeros(cfg.workers, dtype=np.int64)
+        self.cluster: Cluster | None = None
+        self.last_eval = time.perf_counter()
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.worker_steps.sum())
+
+    def __call__(self, worker: int, report: dict) -> None:
+        report = dict(report)
+        self.worker_steps[worker] = report.pop("env_steps")
+        returns, lengths = report.pop("returns"), report.pop("lengths")
+        self.history.log_episodes(returns, lengths, self.env_steps, worker=worker)
+        self.history.log_update(worker=worker, env_steps=self.env_steps, **report)
+        if (
+            self.cfg.eval_interval
+            and time.perf_counter() - self.last_eval >= self.cfg.eval_interval
+        ):
+            self.evaluate_global()
+        if self.callback is not None:
+            self.callback(self.history)
+
+    def evaluate_global(self) -> None:
+        """Greedy return of the server's current θ on the plain task (no delay, standard physics)."""
+        if self.cluster is None:
+            return
+        theta, version = self.cluster.shared.read()
+        set_flat_parameters(self.policy, theta)
+        returns = evaluate(
+            self.policy, self.cfg.env_id, episodes=self.cfg.eval_episodes, seed=10_000
+        )
+        self.history.evaluations.append(
+            {
+                "env_steps": self.env_steps,
+                "wall_time": self.history.elapsed(),
+                "version": version,
+                "return": float(np.mean(returns)),
+            }
+        )
+        self.last_eval = time.perf_counter()
+
+
+def run_on_parameter_server(
+    algorithm: str, worker_fn, cfg, server: ServerConfig, callback=None, env_fn=None
+) -> TrainResult:
+    """Start the server and ``cfg.workers`` workers running ``worker_fn(ctx, cfg, factories)``,
+    record the run, and return the global policy as a :class:`TrainResult`.
+
+    A worker failure raises :class:`rlteach.distributed.WorkerError`; a kernel interrupt returns
+    the partial result with ``interrupted=True``. Every process has ended when this returns.
+    """
+    one_thread()
+    factories = worker_env_factories(cfg, env_fn)
+    agent = build_agent(cfg.env_id, 1, cfg.seed, cfg.hidden, env_fn)  # θ0, seeded like train_*
+    agent.close()
+    policy = agent.policy
+    history = History(
+        meta={"algorithm": algorithm, "config": asdict(cfg), "server": asdict(server)}
+    )
+    recorder = RunRecorder(cfg, history, policy, callback)
+    with Cluster(
+        worker_fn,
+        workers=cfg.workers,
+        params=flat_parameters(policy),
+        server=server,
+        seed=cfg.seed,
+        args=(cfg, factories),
+    ) as cluster:
+        recorder.cluster = cluster
+        outcome = cluster.run(on_report=recorder)
+    with torch.no_grad():
+        set_flat_parameters(policy, outcome.params)
+    history.meta.update(
+        versions=outcome.version,
+        seconds=outcome.seconds,
+        pushes_applied=outcome.server.get("applied", 0),
+        pushes_dropped=outcome.server.get("dropped", 0),
+        staleness=outcome.staleness.tolist(),
+    )
+    if callback is not None:
+        callback(history)
+    return TrainResult(policy, history, cfg, interrupted=outcome.interrupted)
