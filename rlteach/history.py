@@ -6,8 +6,9 @@ and loads back for plotting in another process.
 
 Update rows always hold ``update``, ``env_steps`` (total so far) and ``wall_time`` (seconds since the
 run started), plus the algorithm's losses and diagnostics. Episode rows hold ``env_steps`` and
-``wall_time`` at the episode's end, ``return`` and ``length``; distributed runs add ``worker``, and ``evaluations`` rows (``env_steps``, ``wall_time``,
-``return``) for the global policy evaluated during the run.
+``wall_time`` at the episode's end, ``return`` and ``length``; distributed runs add ``worker``,
+and ``evaluations`` rows (``env_steps``, ``wall_time``, ``return``) for the global policy
+evaluated during the run.
 """
 
 from __future__ import annotations

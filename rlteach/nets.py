@@ -78,7 +78,7 @@ class CategoricalPolicy(nn.Module):
 
     def dist(self, obs: torch.Tensor) -> Distribution:
         """The distribution π(·|s), batch shape ``[...]``."""
-        return Categorical(logits=self.net(obs))
+        return Categorical(logits=self.net(obs), validate_args=False)
 
     def sample(
         self, obs: torch.Tensor, generator: torch.Generator | None = None
@@ -93,6 +93,18 @@ class CategoricalPolicy(nn.Module):
         noise = torch.empty_like(log_probs).exponential_(generator=generator)
         action = (log_probs - noise.log()).argmax(dim=-1, keepdim=True)
         return action.squeeze(-1), log_probs.gather(-1, action).squeeze(-1)
+
+    def log_prob_and_entropy(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log π(a|s)`` and ``H[π(·|s)] = −Σ_a π log π``, both ``[...]``, with autograd.
+
+        The same numbers as ``dist(obs).log_prob(actions)`` and ``.entropy()`` (tested) without
+        building a Distribution object: the training loops call this once per minibatch.
+        """
+        log_probs = torch.log_softmax(self.net(obs), dim=-1)
+        logp = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        return logp, -(log_probs.exp() * log_probs).sum(dim=-1)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most probable action ``argmax_a π(a|s)``, shape ``[...]``."""
@@ -122,7 +134,11 @@ class GaussianPolicy(nn.Module):
     def dist(self, obs: torch.Tensor) -> Distribution:
         """The distribution π(·|s): batch shape ``[...]``, event shape ``[act_dim]``."""
         mean = self.mean_net(obs)
-        return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1)
+        return Independent(
+            Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False),
+            1,
+            validate_args=False,
+        )
 
     def sample(
         self, obs: torch.Tensor, generator: torch.Generator | None = None
@@ -136,6 +152,17 @@ class GaussianPolicy(nn.Module):
         action = mean + self.log_std.exp() * eps
         logp = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(dim=-1)
         return action, logp
+
+    def log_prob_and_entropy(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log π(a|s)`` (the sum in the class docstring) and ``H = Σ_j (½ + ½ log 2π + log σ_j)``,
+        both ``[...]``, with autograd; equal to ``dist(obs)``'s (tested)."""
+        mean = self.mean_net(obs)
+        z = (actions - mean) * torch.exp(-self.log_std)
+        logp = (-0.5 * z.square() - self.log_std - _HALF_LOG_2PI).sum(dim=-1)
+        entropy = (0.5 + _HALF_LOG_2PI + self.log_std).sum().expand(logp.shape)
+        return logp, entropy
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action μ(s), shape ``[..., act_dim]``."""
@@ -205,6 +232,13 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V_w(s), shape ``[...]`` (last dim squeezed)."""
         return self.critic(obs)
+
+    def evaluate_actions(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a loss needs, with autograd: ``(log π(a|s), H[π(·|s)], V(s))``, each ``[...]``."""
+        logp, entropy = self.actor.log_prob_and_entropy(obs, actions)
+        return logp, entropy, self.critic(obs)
 
     @torch.no_grad()
     def act(

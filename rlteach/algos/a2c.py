@@ -74,11 +74,11 @@ def estimate_advantages(batch, cfg) -> tuple[torch.Tensor, torch.Tensor]:
 def a2c_loss(policy, data: dict, cfg) -> tuple[torch.Tensor, dict]:
     """Loss to minimise on flat samples ``data`` (``obs``, ``actions``, ``adv``, ``ret``, all ``[M]``):
     ``−E[log π(a|s) Â] + c_v · ½E[(V(s) − R)²] − c_e · H[π]`` (notebook 03, eq. 3.4)."""
-    dist = policy.dist(data["obs"])
+    logp, entropy, values = policy.evaluate_actions(data["obs"], data["actions"])
     adv = advantages.normalize(data["adv"]) if cfg.normalize_advantages else data["adv"]
-    policy_objective = losses.policy_gradient_objective(dist.log_prob(data["actions"]), adv)
-    value_loss = losses.value_loss(policy.value(data["obs"]), data["ret"])
-    entropy = losses.mean_entropy(dist)
+    policy_objective = losses.policy_gradient_objective(logp, adv)
+    value_loss = losses.value_loss(values, data["ret"])
+    entropy = entropy.mean()
     loss = -policy_objective + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
     stats = {
         "policy_objective": policy_objective.item(),
@@ -94,7 +94,7 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-5)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, eps=1e-5)
+    return torch.optim.Adam(params, lr=lr, eps=1e-5, fused=True)
 
 
 def train_a2c(

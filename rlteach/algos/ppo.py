@@ -61,38 +61,34 @@ class PPOConfig:
 
 
 def ppo_loss(policy, mb: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
-    """Loss to minimise on one minibatch, and its diagnostics.
+    """Loss to minimise on one minibatch, and its values.
 
     ``−L^CLIP + c_v · L^V − c_e · H[π]`` with ``L^CLIP = E[min(r Â, clip(r, 1−ε, 1+ε) Â)]``,
     ``r = π_θ(a|s)/π_old(a|s)`` (notebook 04, eq. 4.2). ``mb`` holds ``obs [M, obs_dim]``,
     ``actions [M, ...]``, ``logp`` (old), ``values`` (old), ``adv`` and ``ret``, all ``[M]``.
     """
-    dist = policy.dist(mb["obs"])
-    logp = dist.log_prob(mb["actions"])
+    logp, entropy, values = policy.evaluate_actions(mb["obs"], mb["actions"])
     adv = advantages.normalize(mb["adv"]) if cfg.normalize_advantages else mb["adv"]
     policy_objective = losses.ppo_clip_objective(logp, mb["logp"], adv, cfg.clip_eps)
     old_values = mb["values"] if cfg.clip_value_loss else None
     value_loss = losses.value_loss(
-        policy.value(mb["obs"]),
-        mb["ret"],
-        old_values,
-        cfg.clip_eps if cfg.clip_value_loss else None,
+        values, mb["ret"], old_values, cfg.clip_eps if cfg.clip_value_loss else None
     )
-    entropy = losses.mean_entropy(dist)
+    entropy = entropy.mean()
     loss = -policy_objective + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
     stats = {
         "policy_objective": policy_objective.item(),
         "value_loss": value_loss.item(),
         "entropy": entropy.item(),
-        "approx_kl": losses.approx_kl(logp, mb["logp"]),
-        "clip_fraction": losses.clip_fraction(logp, mb["logp"], cfg.clip_eps),
     }
     return loss, stats
 
 
 def ppo_update(policy, optimizer, data: dict, cfg: PPOConfig, generator: torch.Generator) -> dict:
     """``cfg.epochs`` passes over ``data`` (flat ``[M, ...]`` tensors) in ``cfg.minibatches`` shuffled
-    minibatches, one gradient step each. Returns the diagnostics averaged over all steps."""
+    minibatches, one gradient step each. Returns the loss values averaged over all steps and, for
+    the whole update, how far it moved the policy: ``approx_kl`` and ``clip_fraction`` measured on
+    ``data`` after the last step."""
     size = len(data["obs"])
     totals: dict[str, float] = {}
     steps = 0
@@ -103,7 +99,13 @@ def ppo_update(policy, optimizer, data: dict, cfg: PPOConfig, generator: torch.G
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
             steps += 1
-    return {key: value / steps for key, value in totals.items()}
+    with torch.no_grad():
+        logp, _, _ = policy.evaluate_actions(data["obs"], data["actions"])
+    return {
+        **{key: value / steps for key, value in totals.items()},
+        "approx_kl": losses.approx_kl(logp, data["logp"]),
+        "clip_fraction": losses.clip_fraction(logp, data["logp"], cfg.clip_eps),
+    }
 
 
 def train_ppo(
@@ -120,7 +122,7 @@ def train_ppo(
     one_thread()
     agent = build_agent(cfg.env_id, cfg.num_envs, cfg.seed, cfg.hidden, env_fn)
     policy, collector = agent.policy, agent.collector
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
     history = History(meta={"algorithm": "ppo", "config": cfg.__dict__})
 
     with Interruptible() as run:

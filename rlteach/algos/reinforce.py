@@ -58,18 +58,15 @@ def finished_episodes(batch) -> torch.Tensor:
 
 def reinforce_loss(policy, data: dict, cfg: ReinforceConfig) -> tuple[torch.Tensor, dict]:
     """``−E[log π(a|s) Ψ] + c_v · ½E[(V(s) − G)²]`` with ``Ψ = G − V(s)`` or ``Ψ = G``."""
-    dist = policy.dist(data["obs"])
+    logp, entropy, values = policy.evaluate_actions(data["obs"], data["actions"])
     weights = data["ret"] - data["values"] if cfg.baseline else data["ret"]
     if cfg.normalize_advantages:
         weights = advantages.normalize(weights)
-    policy_objective = losses.policy_gradient_objective(dist.log_prob(data["actions"]), weights)
+    policy_objective = losses.policy_gradient_objective(logp, weights)
     loss = -policy_objective
-    stats = {
-        "policy_objective": policy_objective.item(),
-        "entropy": losses.mean_entropy(dist).item(),
-    }
+    stats = {"policy_objective": policy_objective.item(), "entropy": entropy.mean().item()}
     if cfg.baseline:
-        value_loss = losses.value_loss(policy.value(data["obs"]), data["ret"])
+        value_loss = losses.value_loss(values, data["ret"])
         loss = loss + cfg.vf_coef * value_loss
         stats["value_loss"] = value_loss.item()
     return loss, stats
@@ -83,7 +80,7 @@ def train_reinforce(
     one_thread()
     agent = build_agent(cfg.env_id, cfg.num_envs, cfg.seed, cfg.hidden, env_fn)
     policy, collector = agent.policy, agent.collector
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, fused=True)
     history = History(meta={"algorithm": "reinforce", "config": cfg.__dict__})
 
     with Interruptible() as run:

@@ -144,6 +144,10 @@ def run_on_parameter_server(
         seconds=outcome.seconds,
         pushes_applied=outcome.server.get("applied", 0),
         pushes_dropped=outcome.server.get("dropped", 0),
+        dropped_by_worker=np.bincount(
+            [w for w, _, _, applied in outcome.server.get("pushes", []) if not applied],
+            minlength=cfg.workers,
+        ).tolist(),
         staleness=outcome.staleness.tolist(),
     )
     if callback is not None:

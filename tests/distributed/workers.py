@@ -69,3 +69,19 @@ def run_until_stopped(ctx):
 
 def return_seed(ctx):
     return ctx.seed
+
+
+def cartpole_that_breaks():
+    """A CartPole whose 40th step raises: a worker crash in the middle of a run."""
+    import gymnasium as gym
+
+    class Breaks(gym.Wrapper):
+        steps = 0
+
+        def step(self, action):
+            self.steps += 1
+            if self.steps == 40:
+                raise RuntimeError("the simulator crashed on purpose")
+            return self.env.step(action)
+
+    return Breaks(gym.make("CartPole-v1"))

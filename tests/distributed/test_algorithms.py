@@ -1,0 +1,107 @@
+"""DA3C and DPPO on the parameter server: they learn, record what happened, and end cleanly."""
+
+import numpy as np
+import pytest
+
+import rlteach
+from rlteach.distributed import WorkerError
+from rlteach.distributed.da3c import run_da3c
+from rlteach.distributed.dppo import run_dppo
+from tests.distributed import workers as W
+from tests.distributed.test_runtime import child_pids
+
+QUICK = dict(total_steps=1600, envs_per_worker=2, rollout_steps=32, eval_interval=0.5)
+
+
+def greedy_mean(result):
+    return float(np.mean(rlteach.evaluate(result.policy, "CartPole-v1", episodes=20, seed=123)))
+
+
+@pytest.mark.slow
+def test_dppo_default_config_solves_cartpole_with_two_workers():
+    result = run_dppo(seed=0)
+    assert result.config.workers == 2 and result.config.total_steps <= 300_000
+    assert greedy_mean(result) >= 475
+
+
+@pytest.mark.slow
+def test_da3c_default_config_solves_cartpole_with_two_workers():
+    result = run_da3c(seed=0)
+    assert result.config.workers == 2 and result.config.total_steps <= 500_000
+    assert greedy_mean(result) >= 475
+
+
+@pytest.mark.parametrize("run", [run_dppo, run_da3c])
+def test_history_holds_global_and_per_worker_records(run):
+    result = run(**QUICK)
+    h = result.history
+    assert {row["worker"] for row in h.episodes} == {0, 1}
+    assert {row["worker"] for row in h.updates} == {0, 1}
+    assert h.updates[-1]["env_steps"] >= 1600
+    for key in ("version", "staleness", "compute", "wait", "communication", "policy_objective"):
+        assert key in h.updates[-1]
+    assert h.evaluations and "return" in h.evaluations[-1]
+    assert h.meta["versions"] > 0 and len(h.meta["staleness"]) == h.meta["pushes_applied"]
+    assert isinstance(result.policy, rlteach.ActorCritic) and not result.interrupted
+    assert child_pids() == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(average="parameters"), dict(mode="async")],
+    ids=["parameter-averaging", "async"],
+)
+def test_dppo_variants_run(options):
+    result = run_dppo(**QUICK, **options)
+    assert result.history.meta["versions"] > 0
+
+
+def test_the_straggler_rule_closes_rounds_with_the_first_w_minus_d_gradients():
+    result = run_dppo(
+        **{**QUICK, "eval_interval": 0}, workers=3, drop_stragglers=1, slow_worker_delay=0.002
+    )
+    meta = result.history.meta
+    assert sum(meta["dropped_by_worker"]) == meta["pushes_dropped"] > 0
+    # every round closed with at most W − D = 2 gradients: the late third one was dropped
+    assert meta["pushes_applied"] <= 2 * meta["versions"]
+
+
+def test_a_crashing_worker_raises_with_its_id_and_leaves_nothing_behind():
+    with pytest.raises(WorkerError, match="simulator crashed on purpose") as info:
+        run_dppo(**QUICK, env_fn=W.cartpole_that_breaks)
+    assert info.value.worker in (0, 1)
+    assert child_pids() == []
+
+
+def test_an_interrupt_returns_the_partial_result():
+    interrupted = []
+
+    def interrupt_after_five_reports(history):
+        if len(history.updates) >= 5 and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt  # what the kernel's ■ does in the main thread
+
+    result = run_dppo(**{**QUICK, "total_steps": 10**6}, callback=interrupt_after_five_reports)
+    assert result.interrupted and 5 <= len(result.history.updates) < 100
+    rlteach.evaluate(result.policy, "CartPole-v1", episodes=2)
+    assert child_pids() == []
+
+
+def test_bad_arguments_fail_before_any_process_starts():
+    with pytest.raises(ValueError, match="W − D must be >= 1"):
+        run_dppo(workers=2, drop_stragglers=2)
+    with pytest.raises(ValueError, match="DA3CConfig.mode = 'hogwild'"):
+        run_da3c(mode="hogwild")
+    assert child_pids() == []
+
+
+def test_command_line_trains_and_writes_a_history(tmp_path, capsys):
+    from rlteach.__main__ import main
+    from rlteach.history import History
+
+    out = tmp_path / "run.json"
+    assert main(["ppo", "--total-steps", "1500", "--out", str(out), "--quiet"]) == 0
+    assert "env steps per second" in capsys.readouterr().out
+    assert History.load(out).episodes
+    assert main(["dppo", "--workers", "0"]) == 2
+    assert "DPPOConfig.workers = 0" in capsys.readouterr().err
