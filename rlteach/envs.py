@@ -157,7 +157,7 @@ def physics_variations(env_id: str, workers: int, seed: int = 0, spread: float =
         raise ValueError(f"spread = {spread!r} is invalid: must be in [0, 1)")
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     factors = rng.uniform(1 - spread, 1 + spread, size=(workers, 2))
-    return [{"length": 0.5 * a, "masspole": 0.1 * b} for a, b in factors]
+    return [{"length": float(0.5 * a), "masspole": float(0.1 * b)} for a, b in factors]
 
 
 def env_factory(

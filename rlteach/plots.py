@@ -578,7 +578,7 @@ def staleness_histogram(staleness, ax=None, title: str = "staleness of the pushe
     values = np.asarray(staleness, dtype=int)
     counts = np.bincount(values) if len(values) else np.zeros(1, dtype=int)
     ax.bar(np.arange(len(counts)), counts, color=Palette[1])
-    ax.set_xlabel("staleness (server version − version the push was computed from)")
+    ax.set_xlabel("staleness: versions the server had moved on since the pull")
     ax.set_ylabel("pushes")
     mean = values.mean() if len(values) else 0.0
     ax.set_title(f"{title} (mean {mean:.2f})")
@@ -618,4 +618,101 @@ def scaling(
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend(fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks 06–07: distributed runs (DA3C, DPPO).
+
+
+def worker_curves(history, ax=None, x: str = "env_steps", smooth: int = 20, title: str = ""):
+    """One smoothed return curve per worker (faint raw points behind it) plus the greedy return
+    of the global policy, evaluated during the run (black). ``x``: ``env_steps`` (over all
+    workers) or ``wall_time``."""
+    fig, ax = _axis(ax)
+    workers = sorted({row["worker"] for row in history.episodes if "worker" in row})
+    for color, worker in zip(cycle(Palette), workers):
+        rows = [r for r in history.episodes if r.get("worker") == worker]
+        xs = np.array([r[x] for r in rows], dtype=float)
+        returns = np.array([r["return"] for r in rows], dtype=float)
+        ax.plot(xs, returns, ".", color=color, alpha=0.2, ms=2)
+        ax.plot(xs, moving_average(returns, smooth), color=color, lw=1.5, label=f"worker {worker}")
+    if history.evaluations:
+        ax.plot(
+            history.column(x, "evaluations"),
+            history.column("return", "evaluations"),
+            "k-o",
+            ms=4,
+            lw=2,
+            label="global policy (greedy)",
+        )
+    ax.set_xlabel(LEARNING_X[x])
+    ax.set_ylabel("episode return")
+    ax.set_title(title or "per-worker training returns and the global policy")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def server_activity(history, ax=None):
+    """The parameter server's version against wall-clock time: its slope is the update rate."""
+    fig, ax = _axis(ax)
+    for color, worker in zip(cycle(Palette), sorted({r["worker"] for r in history.updates})):
+        rows = [r for r in history.updates if r["worker"] == worker]
+        ax.plot(
+            [r["wall_time"] for r in rows],
+            [r["version"] for r in rows],
+            ".",
+            ms=3,
+            color=color,
+            label=f"pushes of worker {worker}",
+        )
+    seconds = history.meta.get("seconds") or (
+        history.updates[-1]["wall_time"] if history.updates else 0
+    )
+    versions = history.meta.get("versions", max((r["version"] for r in history.updates), default=0))
+    rate = versions / seconds if seconds else 0.0
+    ax.set_xlabel("wall-clock time (s)")
+    ax.set_ylabel("server version")
+    ax.set_title(f"server updates: {rate:.0f} per second")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def time_split(history, ax=None):
+    """Where each worker's time went: compute, communication and waiting for the server, as a
+    share of the worker's total (stacked bars)."""
+    fig, ax = _axis(ax)
+    workers = sorted({r["worker"] for r in history.updates})
+    parts = ("compute", "communication", "wait")
+    totals = np.array(
+        [
+            [sum(r.get(p, 0.0) for r in history.updates if r["worker"] == w) for p in parts]
+            for w in workers
+        ]
+    )
+    shares = totals / np.maximum(totals.sum(1, keepdims=True), 1e-12)
+    bottom = np.zeros(len(workers))
+    for color, part, share in zip(Palette, parts, shares.T, strict=False):
+        ax.bar([f"worker {w}" for w in workers], share, bottom=bottom, color=color, label=part)
+        bottom += share
+    ax.set_ylabel("share of the worker's time")
+    ax.set_title("compute / communication / wait")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def distributed_dashboard(history, title: str = ""):
+    """The live figure of a DA3C or DPPO run: per-worker and global returns (left), server
+    updates and the staleness of pushes (right)."""
+    fig = Figure(figsize=(12.0, 4.4), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=(1.3, 1.0))
+    worker_curves(history, ax=left.subplots())
+    top, bottom = right.subplots(2, 1)
+    if history.updates:
+        server_activity(history, ax=top)
+        staleness_histogram(
+            [r["staleness"] for r in history.updates], ax=bottom, title="staleness of the pushes"
+        )
+    summary = run_summary(history)
+    fig.suptitle(f"{title} — {summary}" if title else summary)
     return fig

@@ -229,8 +229,10 @@ class TrainingPanel(W.VBox):
         title: str = "",
         config=None,
         live_interval: float = 0.5,
+        draw=None,
     ):
         self.train_fn = train_fn
+        self.draw = draw  # the live figure: plots.learning_dashboard unless given
         self.config_cls = config_cls
         self.base_config = make_config(config_cls, config)
         self.title = title
@@ -277,7 +279,9 @@ class TrainingPanel(W.VBox):
             self.button.disabled = False
 
     def _run(self, config):
-        self.live = plots.LivePlot(title=self.title, min_interval=self.live_interval)
+        self.live = plots.LivePlot(
+            title=self.title, min_interval=self.live_interval, draw=self.draw
+        )
         start = time.perf_counter()
         with self.output:
             self.output.clear_output(wait=True)

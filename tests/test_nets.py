@@ -217,3 +217,28 @@ def test_building_blocks_work_on_their_own():
     assert GaussianPolicy(3, 2).dist(obs).event_shape == (2,)
     assert ValueFunction(3).forward(obs).shape == (2, 5)
     assert np.isclose(GaussianPolicy(3, 2, log_std_init=0.7).log_std.detach().numpy(), 0.7).all()
+
+
+def test_evaluate_actions_matches_the_distribution_objects():
+    """The fast path the losses use gives dist(obs).log_prob / .entropy exactly, with gradients."""
+    import gymnasium as gym
+
+    from rlteach.nets import ActorCritic
+
+    torch.manual_seed(0)
+    obs = torch.randn(32, 3)
+    for space, actions in [
+        (gym.spaces.Discrete(4), torch.randint(0, 4, (32,))),
+        (gym.spaces.Box(-2.0, 2.0, (2,)), torch.randn(32, 2)),
+    ]:
+        model = ActorCritic(gym.spaces.Box(-1.0, 1.0, (3,)), space, log_std_init=-0.3)
+        logp, entropy, value = model.evaluate_actions(obs, actions)
+        dist = model.dist(obs)
+        torch.testing.assert_close(logp, dist.log_prob(actions))
+        torch.testing.assert_close(entropy, dist.entropy())
+        torch.testing.assert_close(value, model.value(obs))
+        (grad_fast,) = torch.autograd.grad(logp.sum(), next(model.actor.parameters()))
+        (grad_dist,) = torch.autograd.grad(
+            dist.log_prob(actions).sum(), next(model.actor.parameters())
+        )
+        torch.testing.assert_close(grad_fast, grad_dist)

@@ -43,11 +43,11 @@ from rlteach.nets import flat_gradient, flat_parameters
 
 @dataclass(frozen=True)
 class DPPOConfig:
-    """DPPO settings. Defaults solve CartPole-v1 with 2 workers within 300k env steps."""
+    """DPPO settings. Defaults solve CartPole-v1 with 2 workers in 150k env steps."""
 
     env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
     workers: int = setting(2, low=1, high=64, help="worker processes W")
-    total_steps: int = setting(300_000, low=1, help="env steps over all workers")
+    total_steps: int = setting(150_000, low=1, help="env steps over all workers")
     envs_per_worker: int = setting(4, low=1, high=256, help="environments each worker steps")
     rollout_steps: int = setting(64, low=1, high=8192, help="steps T per env per batch")
     epochs: int = setting(10, low=1, high=100, help="passes over each batch")
