@@ -196,8 +196,10 @@ class Optimizer:
             self.v = np.zeros(size, np.float32)
 
     def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        """Update ``theta`` in place; ``grad`` is used as scratch space and may be overwritten."""
         if self.name == "sgd":
-            theta -= self.lr * grad
+            grad *= self.lr  # grad is the server's scratch buffer: scaling it in place is free
+            theta -= grad
             return
         b1, b2, eps = 0.9, 0.999, 1e-8
         self.t += 1
@@ -216,6 +218,7 @@ class Server:
     def __init__(self, shared: SharedParams, cfg: ServerConfig):
         self.shared, self.cfg = shared, cfg
         self.theta, _ = shared.read()
+        self._mean = np.empty_like(self.theta)  # reused: no allocation per push
         self.optimizer = Optimizer(cfg.optimizer, cfg.lr, shared.size)
         self.stats = ServerStats()
         self.round: list[int] = []  # workers whose push is part of the current sync round
@@ -226,7 +229,12 @@ class Server:
 
     def apply(self, workers: list[int]) -> None:
         """Average the pushes in ``workers``' slots and update θ; publish version + 1."""
-        mean = np.mean([self.shared.slot(w) for w in workers], axis=0)
+        mean = self._mean
+        np.copyto(mean, self.shared.slot(workers[0]))
+        for w in workers[1:]:
+            mean += self.shared.slot(w)
+        if len(workers) > 1:
+            mean /= len(workers)
         if self.cfg.average == "gradients":
             if self.cfg.anneal_versions:
                 progress = self.stats.version / self.cfg.anneal_versions
@@ -343,7 +351,6 @@ class WorkerContext:
     ):
         self.worker_id, self.workers, self.seed, self.server = worker_id, workers, seed, cfg
         self._shared, self._conn, self._events, self._stop = shared, conn, events, stop
-        self._buffer = np.empty(shared.size, dtype=np.float32)
 
     @property
     def stopping(self) -> bool:
@@ -354,8 +361,7 @@ class WorkerContext:
         """The newest θ (a fresh copy, ``[size]`` float32) and its version."""
         if self.stopping:
             raise StopRun
-        params, version = self._shared.read(self._buffer)
-        return params.copy(), version
+        return self._shared.read()
 
     def push(self, vector: np.ndarray, version: int) -> PushReceipt:
         """Send a gradient (or parameters, when the server averages parameters) computed from
