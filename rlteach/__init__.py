@@ -22,6 +22,10 @@ _EXPORTS = {
     "save": "rlteach.checkpoint",
     "ActorCritic": "rlteach.nets",
     "evaluate": "rlteach.rollout",
+    "DA3CConfig": "rlteach.distributed.da3c",
+    "run_da3c": "rlteach.distributed.da3c",
+    "DPPOConfig": "rlteach.distributed.dppo",
+    "run_dppo": "rlteach.distributed.dppo",
 }
 
 __all__ = ["__version__", "require_version", *_EXPORTS]
