@@ -206,10 +206,15 @@ class Optimizer:
         self.m *= b1
         self.m += (1 - b1) * grad
         self.v *= b2
-        self.v += (1 - b2) * grad * grad
-        m_hat = self.m / (1 - b1**self.t)
-        v_hat = self.v / (1 - b2**self.t)
-        theta -= self.lr * m_hat / (np.sqrt(v_hat) + eps)
+        np.multiply(grad, grad, out=grad)
+        self.v += (1 - b2) * grad
+        # θ −= α m̂ / (√v̂ + ε), computed in the scratch buffer ``grad`` without temporaries
+        np.multiply(self.v, 1 / (1 - b2**self.t), out=grad)
+        np.sqrt(grad, out=grad)
+        grad += eps
+        np.divide(self.m, grad, out=grad)
+        grad *= self.lr / (1 - b1**self.t)
+        theta -= grad
 
 
 class Server:
@@ -229,11 +234,13 @@ class Server:
 
     def apply(self, workers: list[int]) -> None:
         """Average the pushes in ``workers``' slots and update θ; publish version + 1."""
-        mean = self._mean
-        np.copyto(mean, self.shared.slot(workers[0]))
-        for w in workers[1:]:
-            mean += self.shared.slot(w)
-        if len(workers) > 1:
+        if len(workers) == 1:  # its pusher waits for the ack: the slot itself is scratch space
+            mean = self.shared.slot(workers[0])
+        else:
+            mean = self._mean
+            np.copyto(mean, self.shared.slot(workers[0]))
+            for w in workers[1:]:
+                mean += self.shared.slot(w)
             mean /= len(workers)
         if self.cfg.average == "gradients":
             if self.cfg.anneal_versions:
@@ -357,11 +364,12 @@ class WorkerContext:
         """True once the run is being stopped: finish the current step and return."""
         return self._stop.is_set()
 
-    def pull(self) -> tuple[np.ndarray, int]:
-        """The newest θ (a fresh copy, ``[size]`` float32) and its version."""
+    def pull(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """The newest θ (``[size]`` float32: a fresh copy, or written into ``out`` to save an
+        allocation) and its version."""
         if self.stopping:
             raise StopRun
-        return self._shared.read()
+        return self._shared.read(out)
 
     def push(self, vector: np.ndarray, version: int) -> PushReceipt:
         """Send a gradient (or parameters, when the server averages parameters) computed from

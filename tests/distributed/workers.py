@@ -25,13 +25,14 @@ def push_parameters(ctx, rounds):
         ctx.push(params + ctx.worker_id + 1.0, version)
 
 
-def slow_for_worker_zero(ctx, rounds, delay):
-    """Worker 0 is a straggler: it sleeps ``delay`` seconds before every push."""
+def slow_for_worker_zero(ctx, rounds, delay, fast_rounds, fast_delay):
+    """Worker 0 is a straggler: ``rounds`` pushes, each after ``delay`` seconds; the others push
+    ``fast_rounds`` times every ``fast_delay`` seconds. Returns whether each push was applied."""
     out = []
-    for _ in range(rounds):
+    slow = ctx.worker_id == 0
+    for _ in range(rounds if slow else fast_rounds):
         params, version = ctx.pull()
-        if ctx.worker_id == 0:
-            time.sleep(delay)
+        time.sleep(delay if slow else fast_delay)
         out.append(ctx.push(np.ones_like(params), version).applied)
     return out
 
