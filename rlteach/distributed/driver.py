@@ -76,6 +76,8 @@ class RunRecorder:
         return int(self.worker_steps.sum())
 
     def __call__(self, worker: int, report: dict) -> None:
+        # start-up (spawning processes, importing torch) ends with the first report
+        self.history.meta.setdefault("startup_seconds", self.history.elapsed())
         report = dict(report)
         self.worker_steps[worker] = report.pop("env_steps")
         returns, lengths = report.pop("returns"), report.pop("lengths")
