@@ -4,17 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rlteach-installed
 
-.PHONY: lab test test-fast lint format clean-venv
+.PHONY: lab test test-fast lint format clean-venv chromium
 
 lab: $(STAMP)  ## start JupyterLab on notebooks/ with the rlteach kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-test: $(STAMP)  ## the whole suite: unit tests, every notebook headless (fast profile), lint
+test: $(STAMP) chromium  ## the whole suite: unit tests, every notebook headless and in Chromium, lint
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory lint
 
-test-fast: $(STAMP)  ## quick iteration: library tests only, no notebooks, no slow training
-	$(BIN)/python -m pytest -m "not notebook and not slow"
+test-fast: $(STAMP)  ## quick iteration: library tests only, no notebooks, no browser, no slow training
+	$(BIN)/python -m pytest -m "not notebook and not slow and not e2e"
+
+# Debian's Chromium for tests/e2e (Playwright drives it; it never downloads a browser). Installed
+# when missing; if that fails (no root, no apt) the browser tests skip and say why.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| echo "chromium could not be installed: the browser tests (tests/e2e) will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

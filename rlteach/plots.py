@@ -8,6 +8,7 @@ an optional ``ax`` so panels can be combined.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import time
@@ -414,6 +415,11 @@ class LivePlot:
     (``display(fig, display_id=True)``, then ``handle.update(fig)``), so ``%matplotlib inline`` is
     enough. Outside a kernel nothing is displayed; the figures are still drawn and counted.
 
+    Inside a widget pass ``output``, an ``ipywidgets.Output``: each redraw then replaces its content
+    by setting its ``outputs``. A display handle does not work there: JupyterLab's Output widget
+    drops display updates (only the first figure would show), and drawing under ``with output:``
+    would let that block swallow a kernel interrupt that lands while the figure is rendered.
+
     Throttling keeps training fast: a call redraws only when ``min_interval`` seconds have passed
     since the last redraw *and* the time since then is at least ``last_cost / max_share`` (so at
     most a ``max_share`` fraction of wall time goes to drawing). Measured cost of one redraw of a
@@ -427,7 +433,12 @@ class LivePlot:
     """
 
     def __init__(
-        self, title: str = "", min_interval: float = 0.5, max_share: float = 0.1, draw=None
+        self,
+        title: str = "",
+        min_interval: float = 0.5,
+        max_share: float = 0.1,
+        draw=None,
+        output=None,
     ):
         if not min_interval >= 0:
             raise ValueError(f"min_interval = {min_interval!r} is not allowed: must be >= 0")
@@ -437,6 +448,7 @@ class LivePlot:
         self.draw = draw or learning_dashboard  # draw(history, title=...) -> Figure
         self.min_interval = min_interval
         self.max_share = max_share
+        self.output = output  # an ipywidgets.Output to draw into, or None: a display handle
         self.redraws = 0
         self.figure = None
         self.drawing_seconds = 0.0
@@ -465,10 +477,24 @@ class LivePlot:
         self.redraws += 1
 
     def _show(self, fig) -> None:
-        if self._handle is None:
+        if self.output is not None:
+            self.output.outputs = (display_data(fig),)
+        elif self._handle is None:
             self._handle = display(fig, display_id=True)
         else:
             self._handle.update(fig)
+
+
+def display_data(obj) -> dict:
+    """The ``display_data`` output (nbformat) the kernel would send for ``display(obj)``: its
+    representations from IPython's formatters (e.g. ``image/png`` for a Figure under
+    ``%matplotlib inline``), binary ones base64-encoded as in a notebook file."""
+    data, metadata = IPython.get_ipython().display_formatter.format(obj)
+    data = {
+        mime: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+        for mime, value in data.items()
+    }
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
 # ---------------------------------------------------------------------------------------------

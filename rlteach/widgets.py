@@ -213,8 +213,9 @@ class TrainingPanel(W.VBox):
     Clicking Train (or calling :meth:`train`) builds the config with ``make_config`` from the
     controls (fields without a control keep ``config``'s values, default the class defaults), runs
     ``train_fn(config, callback=live)`` with a :class:`~rlteach.plots.LivePlot` drawing into the
-    output area, and keeps the result in ``panel.result`` and ``panel.results`` (every run, to
-    compare them). An invalid value is reported in the status line; nothing is trained.
+    panel's ``plot`` (an Output widget; what the trainer prints goes to ``output``), and keeps the
+    result in ``panel.result`` and ``panel.results`` (every run, to compare them). An invalid value
+    is reported in the status line; nothing is trained.
 
     Stopping: training runs in the kernel's main thread, so the panel cannot react to a click
     while it runs; to stop early, interrupt the kernel (■). The trainer turns the interrupt into a
@@ -241,7 +242,8 @@ class TrainingPanel(W.VBox):
         self.button = W.Button(description="Train", button_style="primary", icon="play")
         self.button.on_click(lambda _button: self.train())
         self.status = W.Label()
-        self.output = W.Output()
+        self.plot = W.Output()  # the live figure of the run
+        self.output = W.Output()  # what the trainer prints, and its error if it fails
         self.live = None
         self.result = None
         self.results = []
@@ -252,6 +254,7 @@ class TrainingPanel(W.VBox):
                 W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap")),
                 W.HBox([self.button, self.status]),
                 W.HTML(f"<small>{html.escape(_HELP_STOP)}</small>"),
+                self.plot,
                 self.output,
             ]
         )
@@ -279,12 +282,13 @@ class TrainingPanel(W.VBox):
             self.button.disabled = False
 
     def _run(self, config):
+        self.plot.outputs = ()
         self.live = plots.LivePlot(
-            title=self.title, min_interval=self.live_interval, draw=self.draw
+            title=self.title, min_interval=self.live_interval, draw=self.draw, output=self.plot
         )
         start = time.perf_counter()
         with self.output:
-            self.output.clear_output(wait=True)
+            self.output.clear_output()
             try:
                 result = self.train_fn(config, callback=self.live)
             except Exception:

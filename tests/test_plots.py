@@ -1,7 +1,9 @@
 """Learning curves, diagnostics, the dashboard and the throttled live plot draw what the run holds."""
 
+import base64
 import types
 
+import ipywidgets as W
 import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
@@ -204,6 +206,34 @@ def test_live_plot_updates_one_display_handle_in_a_kernel(monkeypatch):
     live.close(history)
     assert shown == [(first, True)]
     assert updated[-1] is live.figure and len(updated) == 2
+
+
+def test_live_plot_with_an_output_widget_replaces_its_content_by_each_figure(monkeypatch):
+    formatted = []
+
+    def fake_format(fig):  # what IPython's formatters give for a Figure under %matplotlib inline
+        formatted.append(fig)
+        return {"image/png": bytes([137, 80, 78, len(formatted)]), "text/plain": "<Figure>"}, {}
+
+    kernel_shell = types.SimpleNamespace(
+        kernel=object(), display_formatter=types.SimpleNamespace(format=fake_format)
+    )
+    monkeypatch.setattr(plots.IPython, "get_ipython", lambda: kernel_shell)
+    monkeypatch.setattr(plots, "display", lambda *a, **k: pytest.fail("a display handle was used"))
+    output = W.Output()
+    live = plots.LivePlot(min_interval=0, max_share=1.0, output=output)
+    history = fake_history(updates=2)
+    live(history)
+    live.close(history)
+    assert len(formatted) == 2 and formatted[-1] is live.figure
+    png = base64.b64encode(bytes([137, 80, 78, 2])).decode("ascii")  # the second figure's bytes
+    assert output.outputs == (
+        {
+            "output_type": "display_data",
+            "data": {"image/png": png, "text/plain": "<Figure>"},
+            "metadata": {},
+        },
+    )
 
 
 def test_live_plot_spends_at_most_max_share_of_the_time_drawing(monkeypatch):

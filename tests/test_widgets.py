@@ -111,6 +111,14 @@ def test_train_runs_the_trainer_with_the_controls_values_and_keeps_the_result():
     assert panel.status.value.startswith("run 2: ")
 
 
+def test_the_live_plot_draws_into_the_panels_own_plot_area_which_each_run_clears():
+    panel = widgets.TrainingPanel(FakeTrainer(updates=2), ToyConfig)
+    panel.plot.outputs = ({"output_type": "stream", "name": "stdout", "text": "old run"},)
+    panel.train()
+    assert panel.live.output is panel.plot and panel.plot in panel.children
+    assert panel.plot.outputs == ()  # outside a kernel nothing is shown, and the old plot is gone
+
+
 def test_an_invalid_value_is_reported_in_the_status_line_and_nothing_trains():
     trainer = FakeTrainer()
     panel = widgets.TrainingPanel(trainer, ToyConfig)
