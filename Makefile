@@ -6,8 +6,11 @@ STAMP  := $(VENV)/.rlteach-installed
 
 .PHONY: lab test test-fast lint format clean-venv chromium
 
+# JupyterLab refuses to start as root unless told to (containers and course VMs often run as root).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)  ## start JupyterLab on notebooks/ with the rlteach kernel
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT)
 
 test: $(STAMP) chromium  ## the whole suite: unit tests, every notebook headless and in Chromium, lint
 	$(BIN)/python -m pytest
