@@ -33,8 +33,10 @@ from stable_baselines3.common.env_util import make_vec_env
 import rlteach
 from benchmarks.common import (
     WINDOW,
+    benchmark_parser,
     machine,
     median_range,
+    parse_checked,
     ratio_of_medians,
     reaching,
     single_thread,
@@ -237,21 +239,14 @@ def markdown_table(runs: list[dict], algos: list[str]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1 (default 5)")
+    parser = benchmark_parser(
+        __doc__,
+        "cartpole_vs_sb3",
+        seeds=5,
+        quick_help=f"smoke run: 1 seed, {QUICK_STEPS} env steps per run",
+    )
     parser.add_argument("--algos", nargs="+", choices=("ppo", "a2c"), default=["ppo", "a2c"])
-    parser.add_argument(
-        "--quick", action="store_true", help=f"smoke run: 1 seed, {QUICK_STEPS} env steps per run"
-    )
-    parser.add_argument(
-        "--out",
-        default="/tmp/rlteach-bench/cartpole_vs_sb3.json",
-        help="JSON file for the raw per-run numbers",
-    )
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    return args
+    return parse_checked(parser, argv)
 
 
 def main(argv=None) -> None:

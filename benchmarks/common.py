@@ -81,3 +81,28 @@ def write_json(path: str | os.PathLike, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def benchmark_parser(doc: str, name: str, quick_help: str, seeds: int | None = None):
+    """The options every benchmark shares: ``--quick``, ``--out`` (JSON under
+    /tmp/rlteach-bench/NAME.json) and, when ``seeds`` is given, ``--seeds`` (0..S-1)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if seeds is not None:
+        parser.add_argument(
+            "--seeds", type=int, default=seeds, help=f"seeds 0..S-1 (default {seeds})"
+        )
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--out", default=f"/tmp/rlteach-bench/{name}.json", help="JSON file for the raw numbers"
+    )
+    return parser
+
+
+def parse_checked(parser, argv=None):
+    """Parse ``argv``; ``--seeds`` below 1 is an error that names it."""
+    args = parser.parse_args(argv)
+    if getattr(args, "seeds", 1) < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    return args

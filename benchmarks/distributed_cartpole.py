@@ -35,8 +35,10 @@ import time
 import rlteach
 from benchmarks.common import (
     WINDOW,
+    benchmark_parser,
     machine,
     median_range,
+    parse_checked,
     ratio_of_medians,
     reaching,
     single_thread,
@@ -187,24 +189,17 @@ def scaling_table(runs: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(
+        __doc__,
+        "distributed_cartpole",
+        seeds=3,
+        quick_help=f"smoke run: 1 seed, {QUICK_STEPS} env steps per run",
+    )
     parser.add_argument("--part", choices=("learn", "scaling", "both"), default="both")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (default 3)")
     parser.add_argument(
         "--variants", nargs="+", choices=tuple(SCALING), default=list(SCALING), metavar="VARIANT"
     )
-    parser.add_argument(
-        "--quick", action="store_true", help=f"smoke run: 1 seed, {QUICK_STEPS} env steps per run"
-    )
-    parser.add_argument(
-        "--out",
-        default="/tmp/rlteach-bench/distributed_cartpole.json",
-        help="JSON file for the raw per-run numbers",
-    )
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    return args
+    return parse_checked(parser, argv)
 
 
 def main(argv=None) -> None:

@@ -24,7 +24,15 @@ import statistics
 import time
 
 import rlteach
-from benchmarks.common import WINDOW, machine, reaching, single_thread, write_json
+from benchmarks.common import (
+    WINDOW,
+    benchmark_parser,
+    machine,
+    parse_checked,
+    reaching,
+    single_thread,
+    write_json,
+)
 from rlteach.algos.ppo import PPOConfig, train_ppo
 
 TARGET = -250.0
@@ -89,20 +97,10 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (default 3)")
-    parser.add_argument(
-        "--quick", action="store_true", help=f"smoke run: 1 seed, {QUICK_STEPS} env steps"
+    parser = benchmark_parser(
+        __doc__, "pendulum_ppo", seeds=3, quick_help=f"smoke run: 1 seed, {QUICK_STEPS} env steps"
     )
-    parser.add_argument(
-        "--out",
-        default="/tmp/rlteach-bench/pendulum_ppo.json",
-        help="JSON file for the raw per-run numbers",
-    )
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    return args
+    return parse_checked(parser, argv)
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine, write_json
+from benchmarks.common import benchmark_parser, machine, parse_checked, write_json
 from rlteach.distributed import ServerConfig, run_cluster
 
 SIZES = (10_000, 100_000, 1_000_000)
@@ -116,17 +116,11 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help=f"smoke run: {QUICK_TRIPS} round trips per size"
+    parser = benchmark_parser(
+        __doc__, "ps_roundtrip", quick_help=f"smoke run: {QUICK_TRIPS} round trips per size"
     )
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS))
-    parser.add_argument(
-        "--out",
-        default="/tmp/rlteach-bench/ps_roundtrip.json",
-        help="JSON file for the raw numbers",
-    )
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv)
 
 
 def main(argv=None) -> None:

@@ -24,7 +24,14 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from benchmarks.common import machine, median_range, single_thread, write_json
+from benchmarks.common import (
+    benchmark_parser,
+    machine,
+    median_range,
+    parse_checked,
+    single_thread,
+    write_json,
+)
 from rlteach.distributed.patterns import sampling_throughput
 
 ENV_ID = "CartPole-v1"
@@ -89,15 +96,11 @@ def markdown_table(runs: list[dict], settings: list[str]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, short runs")
-    parser.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=list(SETTINGS))
-    parser.add_argument(
-        "--out",
-        default="/tmp/rlteach-bench/sampling_scaling.json",
-        help="JSON file for the raw per-run numbers",
+    parser = benchmark_parser(
+        __doc__, "sampling_scaling", quick_help="smoke run: 1 repeat, short runs"
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=list(SETTINGS))
+    return parse_checked(parser, argv)
 
 
 def main(argv=None) -> None:
