@@ -36,7 +36,7 @@ format: $(STAMP)
 # Reinstall only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name rlteach --display-name "Python (rlteach)"
 	touch $(STAMP)
 

@@ -7,12 +7,13 @@ import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).parents[1]
-CONDA_NAMES = {"torch": "pytorch-cpu"}  # PyPI name -> conda-forge name, where they differ
+CONDA_NAMES = {"torch": "pytorch-cpu", "ray": "ray-client"}  # PyPI name -> conda-forge name, where they differ
 
 
 def pyproject_requirements():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    reqs = project["dependencies"] + extras["dev"] + extras["ray"]  # what `make` installs
     return {Requirement(r).name.lower(): Requirement(r) for r in reqs}
 
 

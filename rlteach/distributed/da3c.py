@@ -128,8 +128,20 @@ def server_config(cfg: DA3CConfig) -> ServerConfig:
     )
 
 
-def run_da3c(config: DA3CConfig | None = None, callback=None, env_fn=None, **overrides):
+def run_da3c(
+    config: DA3CConfig | None = None,
+    callback=None,
+    env_fn=None,
+    backend: str = "local",
+    address: str | None = None,
+    **overrides,
+):
     """Train with DA3C on ``workers`` processes and a parameter server.
+
+    ``backend="local"`` runs the server and workers as processes of this machine;
+    ``backend="ray"`` runs the same worker code as Ray actors (``address``: ``None`` starts a local
+    Ray instance, ``"auto"`` / ``"ray://host:port"`` joins a cluster; see
+    :mod:`rlteach.distributed.ray_backend`).
 
     Returns a :class:`rlteach.TrainResult`: ``.policy`` is the global policy, ``.history`` holds
     per-worker episode and update rows (``worker`` column), evaluations of the global policy, and
@@ -137,4 +149,6 @@ def run_da3c(config: DA3CConfig | None = None, callback=None, env_fn=None, **ove
     process starts; a kernel interrupt returns the partial result.
     """
     cfg = make_config(DA3CConfig, config, **overrides)
-    return run_on_parameter_server("da3c", da3c_worker, cfg, server_config(cfg), callback, env_fn)
+    return run_on_parameter_server(
+        "da3c", da3c_worker, cfg, server_config(cfg), callback, env_fn, backend, address
+    )

@@ -184,13 +184,34 @@ def server_config(cfg: DPPOConfig) -> ServerConfig:
     )
 
 
-def run_dppo(config: DPPOConfig | None = None, callback=None, env_fn=None, **overrides):
-    """Train with DPPO on ``workers`` processes and a parameter server; returns a
-    :class:`rlteach.TrainResult` like :func:`rlteach.run_da3c`."""
+def run_dppo(
+    config: DPPOConfig | None = None,
+    callback=None,
+    env_fn=None,
+    backend: str = "local",
+    address: str | None = None,
+    **overrides,
+):
+    """Train with DPPO; returns a :class:`rlteach.TrainResult` like :func:`rlteach.run_da3c`.
+
+    ``backend="local"`` and ``"ray"`` run the parameter-server DPPO above (``address`` as in
+    :func:`rlteach.run_da3c`). ``backend="torchrun"`` runs DD-PPO instead: no server, ``workers``
+    ranks started by ``torchrun`` that average gradients with ``all_reduce``
+    (:mod:`rlteach.distributed.allreduce`; ``env_fn`` must then be an importable
+    ``"module:callable"`` name, since the ranks are fresh interpreters).
+    """
     cfg = make_config(DPPOConfig, config, **overrides)
     if cfg.drop_stragglers >= cfg.workers:
         raise ValueError(
             f"DPPOConfig.drop_stragglers = {cfg.drop_stragglers} is invalid with {cfg.workers} "
             f"workers: W − D must be >= 1"
         )
-    return run_on_parameter_server("dppo", dppo_worker, cfg, server_config(cfg), callback, env_fn)
+    if backend == "torchrun":
+        if address is not None:
+            raise ValueError("address is for backend='ray'; torchrun takes its own rendezvous")
+        from rlteach.distributed.allreduce import run_dppo_torchrun
+
+        return run_dppo_torchrun(cfg, callback=callback, env_fn=env_fn)
+    return run_on_parameter_server(
+        "dppo", dppo_worker, cfg, server_config(cfg), callback, env_fn, backend, address
+    )

@@ -68,7 +68,7 @@ class RunRecorder:
     def __init__(self, cfg, history: History, policy: ActorCritic, callback=None):
         self.cfg, self.history, self.policy, self.callback = cfg, history, policy, callback
         self.worker_steps = np.zeros(cfg.workers, dtype=np.int64)
-        self.cluster: Cluster | None = None
+        self.cluster = None  # a Cluster or RayCluster, once started
         self.last_eval = time.perf_counter()
 
     @property
@@ -95,7 +95,7 @@ class RunRecorder:
         """Greedy return of the server's current θ on the plain task (no delay, standard physics)."""
         if self.cluster is None:
             return
-        theta, version = self.cluster.shared.read()
+        theta, version = self.cluster.read_params()
         set_flat_parameters(self.policy, theta)
         returns = evaluate(
             self.policy, self.cfg.env_id, episodes=self.cfg.eval_episodes, seed=10_000
@@ -111,11 +111,38 @@ class RunRecorder:
         self.last_eval = time.perf_counter()
 
 
+BACKENDS = ("local", "ray")
+
+
+def parameter_server_cluster(backend: str, address: str | None, **arguments):
+    """A :class:`Cluster` (``backend="local"``: processes on this machine) or a
+    :class:`~rlteach.distributed.ray_backend.RayCluster` (``"ray"``), from the same arguments."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend = {backend!r} is invalid: must be one of {', '.join(map(repr, BACKENDS))}"
+        )
+    if backend == "local":
+        if address is not None:
+            raise ValueError(f"address = {address!r} needs backend='ray'; 'local' has no address")
+        return Cluster(**arguments)
+    from rlteach.distributed.ray_backend import RayCluster
+
+    return RayCluster(address=address, **arguments)
+
+
 def run_on_parameter_server(
-    algorithm: str, worker_fn, cfg, server: ServerConfig, callback=None, env_fn=None
+    algorithm: str,
+    worker_fn,
+    cfg,
+    server: ServerConfig,
+    callback=None,
+    env_fn=None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> TrainResult:
-    """Start the server and ``cfg.workers`` workers running ``worker_fn(ctx, cfg, factories)``,
-    record the run, and return the global policy as a :class:`TrainResult`.
+    """Start the server and ``cfg.workers`` workers running ``worker_fn(ctx, cfg, factories)``
+    on ``backend`` (``"local"`` or ``"ray"``, see :func:`parameter_server_cluster`), record the
+    run, and return the global policy as a :class:`TrainResult`.
 
     A worker failure raises :class:`rlteach.distributed.WorkerError`; a kernel interrupt returns
     the partial result with ``interrupted=True``. Every process has ended when this returns.
@@ -126,11 +153,18 @@ def run_on_parameter_server(
     agent.close()
     policy = agent.policy
     history = History(
-        meta={"algorithm": algorithm, "config": asdict(cfg), "server": asdict(server)}
+        meta={
+            "algorithm": algorithm,
+            "backend": backend,
+            "config": asdict(cfg),
+            "server": asdict(server),
+        }
     )
     recorder = RunRecorder(cfg, history, policy, callback)
-    with Cluster(
-        worker_fn,
+    with parameter_server_cluster(
+        backend,
+        address,
+        worker_fn=worker_fn,
         workers=cfg.workers,
         params=flat_parameters(policy),
         server=server,

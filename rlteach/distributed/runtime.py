@@ -311,15 +311,15 @@ def _serve(shared: SharedParams, cfg: ServerConfig, conns: list, events, stop) -
                     except (BrokenPipeError, OSError):
                         server.on_leave(target)
             if time.perf_counter() - last_report > 0.25:
-                events.put(("server", None, _server_report(server.stats, reported)))
+                events.put(("server", None, server_report(server.stats, reported)))
                 reported = len(server.stats.pushes)
                 last_report = time.perf_counter()
-        events.put(("server", None, _server_report(server.stats, reported)))
+        events.put(("server", None, server_report(server.stats, reported)))
     except Exception:
         events.put(("error", "server", traceback.format_exc()))
 
 
-def _server_report(stats: ServerStats, since: int) -> dict:
+def server_report(stats: ServerStats, since: int) -> dict:
     return {
         "version": stats.version,
         "applied": stats.applied,
@@ -442,14 +442,13 @@ class ClusterResult:
         return np.array([p[2] for p in self.server.get("pushes", [])], dtype=int)
 
 
-class Cluster:
-    """A parameter server and ``workers`` processes running ``worker_fn(ctx, *args)``.
+class ClusterBase:
+    """What the local :class:`Cluster` and the Ray cluster share: arguments checked before any
+    process starts (``ValueError`` naming the problem), and the ``with`` block (start, then stop).
 
-    Use as ``with Cluster(...) as cluster: result = cluster.run()``. ``params`` is the initial θ
-    (flattened to float32). ``on_report(worker, metrics)`` is called from the calling thread for
-    every report, as it arrives. ``seed`` gives each worker ``ctx.seed`` from
-    ``numpy.random.SeedSequence(seed).spawn(workers)``. Bad arguments raise ``ValueError`` before
-    any process starts.
+    ``params`` is the initial θ (flattened to float32). The worker function and its arguments
+    travel as ``dill.dumps((worker_fn, args), recurse=True)``; each worker's ``ctx.seed`` comes
+    from ``numpy.random.SeedSequence(seed).spawn(workers)``.
     """
 
     def __init__(
@@ -461,7 +460,6 @@ class Cluster:
         server: ServerConfig | None = None,
         seed: int = 0,
         args: tuple = (),
-        start_timeout: float = 120.0,
     ):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers = {workers!r} is invalid: must be an integer >= 1")
@@ -471,28 +469,38 @@ class Cluster:
         if params.size == 0:
             raise ValueError("params is empty: the server needs at least one parameter")
         self.cfg = (server or ServerConfig()).validate(workers)
-        self.workers = workers
+        self.workers, self.initial = workers, params
         try:
             self.payload = dill.dumps((worker_fn, tuple(args)), recurse=True)
         except Exception as exc:
             raise ValueError(f"worker_fn or args cannot be sent to a process: {exc}") from exc
-        self.initial = params
         self.seeds = [
             int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(workers)
         ]
-        self.start_timeout = start_timeout
-        self._procs: list = []
-        self._server_proc = None
-        self._started = False
 
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    def __enter__(self) -> Cluster:
+    def __enter__(self):
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Cluster(ClusterBase):
+    """A parameter server and ``workers`` processes running ``worker_fn(ctx, *args)``.
+
+    Use as ``with Cluster(...) as cluster: result = cluster.run()`` (arguments: see
+    :class:`ClusterBase`). ``on_report(worker, metrics)`` is called from the calling thread for
+    every report, as it arrives.
+    """
+
+    def __init__(self, worker_fn: Callable, **arguments):
+        super().__init__(worker_fn, **arguments)
+        self._procs: list = []
+        self._server_proc = None
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Create the shared buffers and start the server and the workers."""
@@ -561,6 +569,10 @@ class Cluster:
         self.events.join_thread()
         for proc in procs:
             proc.close()
+
+    def read_params(self) -> tuple[np.ndarray, int]:
+        """The server's current ``(θ, version)``."""
+        return self.shared.read()
 
     # -- running --------------------------------------------------------------------------------
 

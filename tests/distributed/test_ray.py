@@ -1,0 +1,193 @@
+"""The parameter server on Ray: same worker code, same server rules, same results, clean failures.
+
+Skipped when the Ray extra is missing; ``make test`` installs it, so CI runs these.
+"""
+
+import ipaddress
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+pytest.importorskip(
+    "ray", reason="the Ray extra is not installed: pip install -e '.[ray]' (make test installs it)"
+)
+
+import ray  # noqa: E402
+
+import rlteach  # noqa: E402
+from rlteach.distributed import ServerConfig, WorkerError  # noqa: E402
+from rlteach.distributed.dppo import run_dppo  # noqa: E402
+from rlteach.distributed.ray_backend import RayCluster, connect  # noqa: E402
+from tests.distributed import workers as W  # noqa: E402
+
+SGD1 = ServerConfig(optimizer="sgd", lr=1.0)
+QUICK = dict(total_steps=1600, envs_per_worker=2, rollout_steps=32, eval_interval=0.5)
+
+
+def descendants() -> list[psutil.Process]:
+    """Every live process started (directly or not) by this one, zombies excepted."""
+    alive = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(
+                proc.cmdline()
+            ):
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def is_loopback(ip: str) -> bool:
+    """127.0.0.0/8, ::1, or an IPv4 loopback address written as IPv6 (``::ffff:127.0.0.1``)."""
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or bool(
+        getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback
+    )
+
+
+def nothing_left_running(grace: float = 10.0) -> bool:
+    """Ray's daemons exit shortly after ``ray.shutdown()``: allow them ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while descendants() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not descendants() and not ray.is_initialized()
+
+
+# --------------------------------------------- runs that start (and must stop) their own Ray
+
+
+def test_bad_backend_and_address_are_refused_before_anything_starts():
+    with pytest.raises(ValueError, match="backend = 'spark' is invalid"):
+        run_dppo(**QUICK, backend="spark")
+    with pytest.raises(ValueError, match="needs backend='ray'"):
+        run_dppo(**QUICK, address="auto")
+    assert not ray.is_initialized()
+
+
+def test_a_killed_worker_actor_is_named_and_ray_is_shut_down():
+    assert not ray.is_initialized()
+    killed = []
+
+    def kill_worker_one(worker, metrics):
+        if not killed and metrics["steps"] >= 5:
+            os.kill(cluster.worker_pids[1], signal.SIGKILL)
+            killed.append(time.monotonic())
+
+    cluster = RayCluster(W.run_until_stopped, workers=2, params=np.zeros(3))
+    with pytest.raises(WorkerError, match="worker 1 died") as info:
+        with cluster:
+            cluster.run(on_report=kill_worker_one, timeout=120)
+    assert info.value.worker == 1
+    assert time.monotonic() - killed[0] < 10
+    assert nothing_left_running()
+
+
+def test_a_worker_that_raises_is_named_with_its_traceback():
+    with pytest.raises(WorkerError, match="worker 1 raised") as info:
+        with RayCluster(W.raise_on_worker_one, workers=2, params=np.zeros(3)) as cluster:
+            cluster.run(timeout=120)
+    assert "broken on purpose" in info.value.remote_traceback
+    assert nothing_left_running()
+
+
+def test_dppo_on_ray_records_what_the_local_backend_records():
+    """A short DPPO run on a local Ray instance (2 CPUs) has the local run's structure."""
+    ray_run = run_dppo(**QUICK, backend="ray")
+    assert nothing_left_running()
+    local_run = run_dppo(**QUICK)
+    for name in ("updates", "episodes", "evaluations"):
+        ray_rows, local_rows = getattr(ray_run.history, name), getattr(local_run.history, name)
+        assert ray_rows and set(ray_rows[-1]) == set(local_rows[-1]), name
+    assert {row["worker"] for row in ray_run.history.episodes} == {0, 1}
+    assert ray_run.history.meta["backend"] == "ray"
+    assert set(ray_run.history.meta) == set(local_run.history.meta)
+    assert ray_run.history.meta["versions"] > 0
+    assert ray_run.history.updates[-1]["env_steps"] >= QUICK["total_steps"]
+    assert isinstance(ray_run.policy, rlteach.ActorCritic) and not ray_run.interrupted
+
+
+# --------------------------------------------- the server's rules, on one shared Ray instance
+
+
+@pytest.fixture(scope="module")
+def shared_ray():
+    """One local Ray instance for the tests below (each cluster then reuses it); 3 CPUs for the
+    3-worker straggler test."""
+    connect(ray, None, cpus=3)
+    yield
+    ray.shutdown()
+
+
+def run_on_ray(worker_fn, **kwargs):
+    with RayCluster(worker_fn, **kwargs) as cluster:
+        return cluster.run(timeout=120)
+
+
+def test_ray_listens_on_loopback_only(shared_ray):
+    ours = {proc.pid for proc in descendants()}
+    listening = [
+        conn
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.pid in ours
+    ]
+    assert listening, "Ray's servers were not found"
+    assert all(is_loopback(conn.laddr.ip) for conn in listening), listening
+
+
+def test_sync_rounds_average_gradients_like_the_local_server(shared_ray):
+    result = run_on_ray(
+        W.push_constant_gradients, workers=2, params=np.zeros(7), server=SGD1, args=(4,)
+    )
+    np.testing.assert_allclose(result.params, -4 * 1.5)
+    assert result.version == 4 and result.server["applied"] == 8
+    for versions in result.results:
+        assert [(v, after) for v, after, _, _ in versions] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_async_applies_every_push_and_records_staleness(shared_ray):
+    server = ServerConfig(mode="async", optimizer="sgd", lr=1.0)
+    result = run_on_ray(
+        W.push_constant_gradients, workers=2, params=np.zeros(3), server=server, args=(5,)
+    )
+    assert result.version == 10 and result.server["applied"] == 10
+    np.testing.assert_allclose(result.params, -(5 * 1 + 5 * 2))
+    assert len(result.staleness) == 10 and result.staleness.min() >= 0
+
+
+def test_stragglers_are_dropped_when_a_round_takes_the_first_w_minus_d(shared_ray):
+    """As in the local test: worker 0 takes 0.15 s per push, workers 1 and 2 push every 20 ms."""
+    server = ServerConfig(drop_stragglers=1)
+    result = run_on_ray(
+        W.slow_for_worker_zero,
+        workers=3,
+        params=np.zeros(2),
+        server=server,
+        args=(6, 0.15, 150, 0.02),
+    )
+    assert sum(result.results[0]) < 6
+    dropped = [p[0] for p in result.server["pushes"] if not p[3]]
+    assert result.server["dropped"] == len(dropped) > 0
+    assert dropped.count(0) > len(dropped) / 2
+
+
+def test_an_interrupt_stops_the_workers_and_keeps_the_partial_result(shared_ray):
+    seen = []
+    with RayCluster(W.run_until_stopped, workers=2, params=np.zeros(3)) as cluster:
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
+        result = cluster.run(on_report=lambda w, m: seen.append(m), timeout=120)
+    assert result.interrupted and seen and result.version > 0
+    assert time.monotonic() - start < 1.0 + 5
+    assert result.results == [None, None]  # both workers were stopped, not finished
+
+
+def test_more_workers_than_free_cpus_is_a_clear_error(shared_ray):
+    with pytest.raises(RuntimeError, match="4 workers need 4 CPUs; the Ray cluster has 3 "):
+        with RayCluster(W.return_seed, workers=4, params=np.zeros(3)):
+            pass
