@@ -647,6 +647,35 @@ def scaling(
     return fig
 
 
+def traffic(measured: dict, params: int, ax=None, title: str = ""):
+    """Megabytes per update at the busiest process against the number of workers: measured
+    points (``measured``: scheme → list of :func:`~rlteach.distributed.traffic.measure_traffic`
+    results, with ``"workers"`` added) on the arithmetic of
+    :func:`~rlteach.distributed.traffic.traffic_per_update` (lines)."""
+    from rlteach.distributed.traffic import traffic_per_update
+
+    fig, ax = _axis(ax, width=6.0)
+    for color, (scheme, runs) in zip(cycle(Palette), measured.items()):
+        workers = [run["workers"] for run in runs]
+        dense = np.arange(2, max(workers) + 1)
+        busiest = [traffic_per_update(scheme, w, params)["busiest"] / 1e6 for w in dense]
+        ax.plot(dense, busiest, "-", color=color, label=f"{scheme}: arithmetic")
+        ax.plot(
+            workers,
+            [run["busiest"] / 1e6 for run in runs],
+            "o",
+            color=color,
+            ms=8,
+            label=f"{scheme}: measured (sockets)",
+        )
+    ax.set_xlabel("workers W")
+    ax.set_ylabel("MB per update at the busiest process")
+    ax.set_title(title or f"sent + received per update, P = {params:,} float32")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small")
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # Notebooks 06–07: distributed runs (DA3C, DPPO).
 

@@ -1,0 +1,180 @@
+"""What a parameter server and an all-reduce send per update, counted and measured (notebook 08).
+
+One update averages a gradient of ``P`` float32 values (``4P`` bytes) over ``W`` workers.
+
+* **Parameter server.** Every worker sends its gradient to the server and receives θ back:
+  ``4P`` bytes out and ``4P`` in per worker, so the server moves ``2 · W · 4P`` bytes. The
+  server's link grows linearly with ``W``: it is the bottleneck.
+* **Ring all-reduce** (what DD-PPO and ``torch.distributed.all_reduce`` do). The vector is cut into
+  ``W`` chunks; in ``W − 1`` reduce-scatter steps and ``W − 1`` all-gather steps each rank sends
+  one chunk of ``4P / W`` bytes to its neighbour and receives one from the other. Each rank sends
+  ``2 (W − 1)/W · 4P`` bytes and receives as much: below ``2 · 4P`` whatever ``W``. No node is
+  special; the total over the cluster is about the same as the server's, but spread evenly.
+
+:func:`traffic_per_update` is that arithmetic. :func:`measure_traffic` runs the two schemes for
+real — ``gloo`` process groups over loopback, the server made of ``send``/``recv`` to rank 0 — and
+reads each process's TCP byte counters from the kernel (``ss -ti``), so the plot in notebook 08 is
+what the sockets carried, not what the formula says. (gloo may pick another all-reduce algorithm
+than the ring for some sizes; the measurement shows what it did.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+import multiprocess as mp
+
+SCHEMES = ("parameter server", "all-reduce")
+
+
+def traffic_per_update(scheme: str, workers: int, params: int) -> dict:
+    """Bytes per update by the arithmetic above: ``busiest`` (sent + received by the busiest
+    process: the server, or any rank) and ``per_worker`` (sent + received by one worker)."""
+    check_scheme(scheme)
+    vector = 4 * params
+    if scheme == "parameter server":
+        return {"busiest": 2 * workers * vector, "per_worker": 2 * vector}
+    ring = 2 * 2 * (workers - 1) / workers * vector  # sent + received
+    return {"busiest": ring, "per_worker": ring}
+
+
+def check_scheme(scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme = {scheme!r} is invalid: must be one of {', '.join(SCHEMES)}")
+
+
+def measure_traffic(
+    scheme: str, workers: int, params: int, updates: int = 5, timeout: float = 120.0
+) -> dict:
+    """Run ``updates`` averaging steps of a ``[params]`` float32 vector over ``workers`` processes
+    (plus one server process for the parameter server) with ``gloo`` on 127.0.0.1, and return the
+    bytes each process's sockets carried per update (sent + received, from the kernel's counters):
+    ``{"per_process": [...], "server": bytes or None, "busiest": max, "seconds": per update}``.
+    """
+    check_scheme(scheme)
+    if shutil.which("ss") is None:
+        raise RuntimeError("measure_traffic reads socket counters with `ss` (iproute2), not found")
+    if workers < 2:
+        raise ValueError(f"workers = {workers!r} is invalid: an average needs at least 2")
+    world = workers + (scheme == "parameter server")
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    port = free_port()
+    procs = [
+        ctx.Process(
+            target=_traffic_rank, args=(scheme, rank, world, port, params, updates, results)
+        )
+        for rank in range(world)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        rows = sorted(results.get(timeout=timeout) for _ in procs)
+    finally:
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    per_process = [row[1] / updates for row in rows]
+    return {
+        "per_process": per_process,
+        "server": per_process[0] if scheme == "parameter server" else None,
+        "busiest": max(per_process),
+        "seconds": max(row[2] for row in rows) / updates,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _traffic_rank(scheme, rank, world, port, params, updates, results) -> None:
+    """One process of :func:`measure_traffic`: ``updates`` averaging steps between two reads of
+    this process's socket counters."""
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        vector = torch.ones(params)
+        step = _all_reduce_step if scheme == "all-reduce" else _server_step
+        step(dist, vector, rank, world)  # warm-up: gloo opens its connections lazily
+        dist.barrier()
+        before = socket_counters(os.getpid())
+        dist.barrier()  # no rank sends before every rank has read its counters
+        start = time.perf_counter()
+        for _ in range(updates):
+            step(dist, vector, rank, world)
+        seconds = time.perf_counter() - start
+        dist.barrier()
+        results.put((rank, bytes_since(before, socket_counters(os.getpid())), seconds))
+    finally:
+        dist.destroy_process_group()
+
+
+def _all_reduce_step(dist, vector, rank, world) -> None:
+    dist.all_reduce(vector)
+    vector /= world
+
+
+def _server_step(dist, vector, rank, world) -> None:
+    """Rank 0 receives a gradient from every worker, averages, and sends θ back to each."""
+    if rank == 0:
+        total, incoming = vector.clone().zero_(), vector.clone()
+        for worker in range(1, world):
+            dist.recv(incoming, src=worker)
+            total += incoming
+        vector.copy_(total / (world - 1))
+        for worker in range(1, world):
+            dist.send(vector, dst=worker)
+    else:
+        dist.send(vector, dst=0)
+        dist.recv(vector, src=0)
+
+
+def socket_counters(pid: int) -> dict:
+    """Bytes sent + received so far by each TCP socket of process ``pid``, keyed by its
+    ``local peer`` addresses (``ss -tinp``: a line per socket, then its indented tcp_info)."""
+    out = subprocess.run(
+        ["ss", "-tinpH"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    counters = {}
+    for block in re.split(r"\n(?=\S)", out):
+        if f"pid={pid}," in block:
+            local, peer = block.split()[3:5]
+            counts = re.findall(r"bytes_(?:sent|received):(\d+)", block)
+            counters[local, peer] = sum(int(n) for n in counts)
+    return counters
+
+
+def bytes_since(before: dict, after: dict) -> int:
+    """What the sockets carried between two :func:`socket_counters` readings (a socket opened in
+    between counts from zero; one gone by the second reading is not counted)."""
+    return sum(count - before.get(key, 0) for key, count in after.items())
+
+
+def traffic_table(workers=(10, 100, 1000), params: int = 1_000_000) -> list[dict]:
+    """The arithmetic for larger clusters: megabytes per update at the busiest process."""
+    return [
+        {
+            "workers": w,
+            "params": params,
+            **{
+                scheme: traffic_per_update(scheme, w, params)["busiest"] / 1e6 for scheme in SCHEMES
+            },
+        }
+        for w in workers
+    ]
