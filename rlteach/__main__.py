@@ -3,6 +3,7 @@
     python -m rlteach ppo --total-steps 100000 --seed 0 --out runs/ppo.json
     python -m rlteach dppo --workers 2 --mode sync --out runs/dppo.json
     python -m rlteach da3c --workers 4 --env-delay 0.001
+    python -m rlteach dppo --workers 4 --backend ray --address auto   # on a Ray cluster
 
 Every field of the algorithm's config is an option (``python -m rlteach dppo --help``). A progress
 bar shows env steps and the recent mean return; at the end a summary table is printed and the
@@ -17,6 +18,7 @@ import dataclasses
 import sys
 import time
 
+BACKENDS = {"da3c": ("local", "ray"), "dppo": ("local", "ray", "torchrun")}
 ALGORITHMS = {
     "reinforce": ("rlteach.algos.reinforce", "ReinforceConfig", "train_reinforce"),
     "a2c": ("rlteach.algos.a2c", "A2CConfig", "train_a2c"),
@@ -67,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--save", default=None, help="write a checkpoint (rlteach.save) to this path"
         )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name in BACKENDS:
+            p.add_argument(
+                "--backend",
+                choices=BACKENDS[name],
+                default=None,
+                help="where the workers run (default: local processes)",
+            )
+            p.add_argument(
+                "--address",
+                default=None,
+                help="with --backend ray: 'auto' or 'ray://HEAD:10001' joins a Ray cluster",
+            )
     return parser
 
 
@@ -131,6 +145,7 @@ def summary(result, seconds: float) -> str:
 def main(argv=None) -> int:
     args = vars(build_parser().parse_args(argv))
     algorithm, out, save, quiet = (args.pop(k) for k in ("algorithm", "out", "save", "quiet"))
+    placement = {k: args.pop(k) for k in ("backend", "address") if args.get(k) is not None}
     overrides = {k: v for k, v in args.items() if v is not None}
     config_cls, train = _load(algorithm)
     try:
@@ -143,7 +158,7 @@ def main(argv=None) -> int:
         return 2
     bar = ProgressBar(config.total_steps, enabled=not quiet)
     start = time.perf_counter()
-    result = train(config, callback=bar)
+    result = train(config, callback=bar, **placement)
     bar.close()
     print(summary(result, time.perf_counter() - start))
     if out:

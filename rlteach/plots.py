@@ -668,6 +668,7 @@ def traffic(measured: dict, params: int, ax=None, title: str = ""):
             ms=8,
             label=f"{scheme}: measured (sockets)",
         )
+    ax.set_xticks(dense)
     ax.set_xlabel("workers W")
     ax.set_ylabel("MB per update at the busiest process")
     ax.set_title(title or f"sent + received per update, P = {params:,} float32")

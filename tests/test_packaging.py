@@ -7,7 +7,8 @@ import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).parents[1]
-CONDA_NAMES = {"torch": "pytorch-cpu", "ray": "ray-client"}  # PyPI name -> conda-forge name, where they differ
+# PyPI name -> conda-forge name, where they differ
+CONDA_NAMES = {"torch": "pytorch-cpu", "ray": "ray-client"}
 
 
 def pyproject_requirements():

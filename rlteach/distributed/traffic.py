@@ -13,7 +13,7 @@ One update averages a gradient of ``P`` float32 values (``4P`` bytes) over ``W``
 
 :func:`traffic_per_update` is that arithmetic. :func:`measure_traffic` runs the two schemes for
 real — ``gloo`` process groups over loopback, the server made of ``send``/``recv`` to rank 0 — and
-reads each process's TCP byte counters from the kernel (``ss -ti``), so the plot in notebook 08 is
+reads each process's TCP byte counters from the kernel (``TCP_INFO``), so the plot in notebook 08 is
 what the sockets carried, not what the formula says. (gloo may pick another all-reduce algorithm
 than the ring for some sizes; the measurement shows what it did.)
 """
@@ -21,14 +21,15 @@ than the ring for some sizes; the measurement shows what it did.)
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import socket
-import subprocess
+import struct
+import sys
 
 import multiprocess as mp
 
 SCHEMES = ("parameter server", "all-reduce")
+TCP_INFO_SIZE = 232  # bytes of struct tcp_info read (Linux ≥ 4.19 fills at least this much)
+TCP_INFO_BYTES_OFFSET = 120  # tcpi_bytes_acked, then tcpi_bytes_received (two u64)
 
 
 def traffic_per_update(scheme: str, workers: int, params: int) -> dict:
@@ -56,8 +57,8 @@ def measure_traffic(
     ``{"per_process": [...], "server": bytes or None, "busiest": max, "seconds": per update}``.
     """
     check_scheme(scheme)
-    if shutil.which("ss") is None:
-        raise RuntimeError("measure_traffic reads socket counters with `ss` (iproute2), not found")
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("measure_traffic reads Linux's TCP_INFO socket counters: Linux only")
     if workers < 2:
         raise ValueError(f"workers = {workers!r} is invalid: an average needs at least 2")
     world = workers + (scheme == "parameter server")
@@ -113,14 +114,14 @@ def _traffic_rank(scheme, rank, world, port, params, updates, results) -> None:
         step = _all_reduce_step if scheme == "all-reduce" else _server_step
         step(dist, vector, rank, world)  # warm-up: gloo opens its connections lazily
         dist.barrier()
-        before = socket_counters(os.getpid())
+        before = socket_counters()
         dist.barrier()  # no rank sends before every rank has read its counters
         start = time.perf_counter()
         for _ in range(updates):
             step(dist, vector, rank, world)
         seconds = time.perf_counter() - start
         dist.barrier()
-        results.put((rank, bytes_since(before, socket_counters(os.getpid())), seconds))
+        results.put((rank, bytes_since(before, socket_counters()), seconds))
     finally:
         dist.destroy_process_group()
 
@@ -145,18 +146,26 @@ def _server_step(dist, vector, rank, world) -> None:
         dist.recv(vector, src=0)
 
 
-def socket_counters(pid: int) -> dict:
-    """Bytes sent + received so far by each TCP socket of process ``pid``, keyed by its
-    ``local peer`` addresses (``ss -tinp``: a line per socket, then its indented tcp_info)."""
-    out = subprocess.run(
-        ["ss", "-tinpH"], capture_output=True, text=True, check=True, timeout=10
-    ).stdout
+def socket_counters() -> dict:
+    """Bytes sent (and acknowledged) + received so far by each TCP socket of this process, keyed
+    by the socket's inode: Linux's ``TCP_INFO`` (``tcpi_bytes_acked``, ``tcpi_bytes_received``,
+    the counters ``ss -ti`` prints), read on a duplicate of each of the process's socket fds."""
     counters = {}
-    for block in re.split(r"\n(?=\S)", out):
-        if f"pid={pid}," in block:
-            local, peer = block.split()[3:5]
-            counts = re.findall(r"bytes_(?:sent|received):(\d+)", block)
-            counters[local, peer] = sum(int(n) for n in counts)
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if not target.startswith("socket:"):
+                continue
+            with socket.socket(fileno=os.dup(int(fd))) as sock:
+                if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                if sock.type != socket.SOCK_STREAM:
+                    continue
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+        except OSError:  # closed meanwhile, or not a TCP socket
+            continue
+        acked, received = struct.unpack_from("QQ", info, TCP_INFO_BYTES_OFFSET)
+        counters[target] = acked + received
     return counters
 
 

@@ -191,3 +191,14 @@ def test_more_workers_than_free_cpus_is_a_clear_error(shared_ray):
     with pytest.raises(RuntimeError, match="4 workers need 4 CPUs; the Ray cluster has 3 "):
         with RayCluster(W.return_seed, workers=4, params=np.zeros(3)):
             pass
+
+
+def test_the_command_line_runs_dppo_on_ray(shared_ray, tmp_path, capsys):
+    from rlteach.__main__ import main
+    from rlteach.history import History
+
+    out = tmp_path / "ray.json"
+    argv = ["dppo", "--backend", "ray", "--total-steps", "1600", "--rollout-steps", "32"]
+    assert main([*argv, "--eval-interval", "0", "--out", str(out), "--quiet"]) == 0
+    assert History.load(out).meta["backend"] == "ray"
+    assert ray.is_initialized()  # the run used the instance it found and left it running
