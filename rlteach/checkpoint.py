@@ -9,6 +9,7 @@ save never leaves half a checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import pickle
@@ -37,6 +38,7 @@ def save(result: TrainResult, path: str | os.PathLike) -> Path:
         "spec": json.dumps(result.policy.spec()),
         "state_dict": result.policy.state_dict(),
         "config": json.dumps(dataclasses.asdict(result.config)),
+        "config_class": f"{type(result.config).__module__}:{type(result.config).__qualname__}",
         "history": json.dumps(result.history.to_dict(), default=str),
         "interrupted": bool(result.interrupted),
     }
@@ -63,12 +65,22 @@ def load(path: str | os.PathLike) -> TrainResult:
         raise ValueError(f"{path} is not an rlteach checkpoint (expected format {FORMAT!r})")
     policy = ActorCritic.from_spec(_tuples(json.loads(payload["spec"])))
     policy.load_state_dict(payload["state_dict"])
-    config_cls = CONFIGS.get(payload["algorithm"])
+    config_cls = _config_class(payload)
     fields = _tuples(json.loads(payload["config"]))
     config = config_cls(**fields) if config_cls else fields
     data = json.loads(payload["history"])
     history = History(data["updates"], data["episodes"], data["meta"], data.get("evaluations", []))
     return TrainResult(policy, history, config, payload["interrupted"])
+
+
+def _config_class(payload: dict):
+    """The config's dataclass, as the checkpoint names it (only rlteach's own modules are
+    imported), else the single-process algorithm's; ``None`` leaves the config a dict."""
+    module, _, name = payload.get("config_class", "").partition(":")
+    if module.split(".")[0] == "rlteach":
+        cls = getattr(importlib.import_module(module), name, None)
+        return cls if dataclasses.is_dataclass(cls) else None
+    return CONFIGS.get(payload["algorithm"])
 
 
 def _tuples(fields: dict) -> dict:

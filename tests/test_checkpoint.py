@@ -43,3 +43,12 @@ def test_corrupt_truncated_and_foreign_files_raise_clear_errors(result, tmp_path
         rlteach.load(code)
     with pytest.raises(FileNotFoundError):
         rlteach.load(tmp_path / "missing.pt")
+
+
+def test_a_distributed_runs_config_comes_back_as_its_dataclass(result, tmp_path):
+    from rlteach.distributed.dppo import DPPOConfig
+
+    config = DPPOConfig(workers=3, hidden=tuple(result.config.hidden))
+    dppo = rlteach.TrainResult(result.policy, result.history, config)
+    loaded = rlteach.load(rlteach.save(dppo, tmp_path / "dppo.pt"))
+    assert loaded.config == config

@@ -60,6 +60,21 @@ class PPOConfig:
     seed: int = setting(0, low=0, help="one integer seeds everything")
 
 
+def gae_data(batch, cfg) -> dict:
+    """GAE(λ) advantages ``adv`` and returns ``ret`` of a ``[T, N]`` batch (notebook 03, with
+    ``cfg.gamma`` and ``cfg.gae_lambda``), flattened with the batch over its valid steps."""
+    adv, ret = advantages.gae(
+        batch.rewards,
+        batch.values,
+        batch.next_values,
+        batch.terminated,
+        batch.truncated,
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
+    return batch.flat(adv=adv, ret=ret)
+
+
 def ppo_loss(policy, mb: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
     """Loss to minimise on one minibatch, and its values.
 
@@ -132,16 +147,7 @@ def train_ppo(
             # 1. Collect T steps from N envs with the current policy π_old.
             batch = collector.collect(cfg.rollout_steps)
             # 2. Advantages Â_t by GAE(λ) from the critic's values (notebook 03).
-            adv, ret = advantages.gae(
-                batch.rewards,
-                batch.values,
-                batch.next_values,
-                batch.terminated,
-                batch.truncated,
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
-            data = batch.flat(adv=adv, ret=ret)
+            data = gae_data(batch, cfg)
             # 3. Several epochs of minibatch ascent on L^CLIP (and descent on the value loss).
             stats = ppo_update(policy, optimizer, data, cfg, agent.generator)
             history.log_episodes(batch.episode_returns, batch.episode_lengths, batch.env_steps)

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rlteach import advantages
 from rlteach.algos.common import annealed, set_learning_rate
-from rlteach.algos.ppo import ppo_loss, ppo_update
+from rlteach.algos.ppo import gae_data, ppo_loss, ppo_update
 from rlteach.config import make_config, setting
 from rlteach.distributed.driver import (
     pull_into,
@@ -104,16 +103,7 @@ def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
         # 2. Collect fresh trajectories with π_θ in this node's own environments.
         batch = collector.collect(cfg.rollout_steps)
         slow_down(ctx, cfg, batch)
-        adv, ret = advantages.gae(
-            batch.rewards,
-            batch.values,
-            batch.next_values,
-            batch.terminated,
-            batch.truncated,
-            cfg.gamma,
-            cfg.gae_lambda,
-        )
-        data = batch.flat(adv=adv, ret=ret)
+        data = gae_data(batch, cfg)  # advantages by GAE(λ), as single-process PPO
         # 3.–5. ∇ L^CLIP, the update, and the push to the server (which averages: step 6).
         if cfg.average == "gradients":
             stats, receipt, wait = gradient_rounds(ctx, policy, data, cfg, shuffle, version)

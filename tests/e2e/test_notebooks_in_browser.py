@@ -42,6 +42,7 @@ MIN_IMAGES = {
     "05_distributed_patterns": 3,
     "06_da3c": 4,
     "07_dppo": 5,
+    "08_beyond_one_machine": 3,
 }
 
 # The run as the page knows it: the kernel's status in the toolbar, any dialog, and each code cell's
