@@ -358,7 +358,9 @@ def connect(ray, address: str | None, cpus: int) -> bool:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         loopback_only(ray)
-        ray.init(num_cpus=cpus, object_store_memory=256 * 2**20, **quiet)
+        # "local": a new instance even if Ray's address file names another one (a cluster started
+        # with `ray start`, or a stale file one left behind)
+        ray.init(address="local", num_cpus=cpus, object_store_memory=256 * 2**20, **quiet)
     else:
         ray.init(address=address, **quiet)
     return True

@@ -6,8 +6,13 @@ Skipped when the Ray extra is missing; ``make test`` installs it, so CI runs the
 import ipaddress
 import os
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -23,6 +28,7 @@ import rlteach  # noqa: E402
 from rlteach.distributed import ServerConfig, WorkerError  # noqa: E402
 from rlteach.distributed.dppo import run_dppo  # noqa: E402
 from rlteach.distributed.ray_backend import RayCluster, connect  # noqa: E402
+from rlteach.distributed.traffic import free_port  # noqa: E402
 from tests.distributed import workers as W  # noqa: E402
 
 SGD1 = ServerConfig(optimizer="sgd", lr=1.0)
@@ -110,6 +116,46 @@ def test_dppo_on_ray_records_what_the_local_backend_records():
     assert ray_run.history.meta["versions"] > 0
     assert ray_run.history.updates[-1]["env_steps"] >= QUICK["total_steps"]
     assert isinstance(ray_run.policy, rlteach.ActorCritic) and not ray_run.interrupted
+
+
+def test_address_auto_joins_a_running_cluster_and_leaves_it_running(monkeypatch):
+    """A one-node cluster started the way the README says (``ray start --head``; here on loopback,
+    in the foreground so that the test can end it), joined with ``address="auto"``. The driver
+    runs in loopback mode too, as the head does (otherwise it looks for the head on this
+    machine's network address)."""
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    monkeypatch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
+    port = free_port()
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--port", str(port)]
+        + ["--num-cpus", "2", "--include-dashboard", "false", "--block"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_head(head, port)
+        result = run_dppo(**QUICK, backend="ray", address="auto")
+        assert result.history.meta["backend"] == "ray" and result.history.meta["versions"] > 0
+        assert not ray.is_initialized()  # the run disconnected ...
+        assert head.poll() is None  # ... and left the cluster it joined running
+    finally:
+        os.killpg(head.pid, signal.SIGINT)  # --block: Ctrl-C stops the head and its processes
+        head.wait(60)
+    assert nothing_left_running(grace=30)
+
+
+def wait_for_head(head, port: int, patience: float = 60.0) -> None:
+    """Until the head's GCS accepts connections on ``port`` and Ray's address file names it."""
+    address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and head.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0 and address_file.exists():
+                if address_file.read_text().strip().endswith(f":{port}"):
+                    return
+        time.sleep(0.5)
+    raise AssertionError(f"the head node did not come up on port {port} (exit {head.poll()})")
 
 
 # --------------------------------------------- the server's rules, on one shared Ray instance
