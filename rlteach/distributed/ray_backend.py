@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 
@@ -47,6 +48,7 @@ from rlteach.distributed.runtime import (
 )
 
 RAY_MISSING = "Ray is not installed: pip install 'rlteach[ray]' (or: make test, which installs it)"
+CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before ray.init is tried
 CALL_TIMEOUT = 60.0  # seconds the driver waits for the server actor to answer a call
 START_TIMEOUT = 120.0  # seconds for the worker actors to start
 STOP_GRACE = 3.0  # seconds workers get to return after a stop, before their actors are killed
@@ -362,8 +364,33 @@ def connect(ray, address: str | None, cpus: int) -> bool:
         # with `ray start`, or a stale file one left behind)
         ray.init(address="local", num_cpus=cpus, object_store_memory=256 * 2**20, **quiet)
     else:
+        check_reachable(ray, address)
         ray.init(address=address, **quiet)
     return True
+
+
+def check_reachable(ray, address: str) -> None:
+    """``ConnectionError`` unless something accepts a TCP connection where ``address`` points
+    (``"auto"``: the cluster named by ``RAY_ADDRESS`` or by the address file ``ray start`` leaves)
+    within ``CONNECT_TIMEOUT`` seconds: ``ray.init`` itself retries an absent cluster for minutes.
+    """
+    target = address.removeprefix("ray://")
+    if address == "auto":
+        target = ray._private.services.get_ray_address_from_environment("auto", None)
+        if target is None:
+            raise ConnectionError(
+                "address='auto' found no Ray cluster on this machine: start one with "
+                "`ray start --head`, or give its address"
+            )
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(
+            f"no Ray cluster answers at {target!r} (address={address!r}) within "
+            f"{CONNECT_TIMEOUT:g} s: {exc}"
+        ) from None
 
 
 def loopback_only(ray) -> None:

@@ -76,6 +76,13 @@ def test_bad_backend_and_address_are_refused_before_anything_starts():
     assert not ray.is_initialized()
 
 
+def test_an_address_where_no_cluster_answers_fails_fast_and_clearly():
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="no Ray cluster answers at '127.0.0.1:1'"):
+        run_dppo(**QUICK, backend="ray", address="127.0.0.1:1")
+    assert time.monotonic() - start < 15 and not ray.is_initialized()
+
+
 def test_a_killed_worker_actor_is_named_and_ray_is_shut_down():
     assert not ray.is_initialized()
     killed = []
