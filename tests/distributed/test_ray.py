@@ -255,3 +255,13 @@ def test_the_command_line_runs_dppo_on_ray(shared_ray, tmp_path, capsys):
     assert main([*argv, "--eval-interval", "0", "--out", str(out), "--quiet"]) == 0
     assert History.load(out).meta["backend"] == "ray"
     assert ray.is_initialized()  # the run used the instance it found and left it running
+
+
+def test_da3c_runs_on_ray_asynchronously_and_records_staleness(shared_ray):
+    from rlteach.distributed.da3c import run_da3c
+
+    result = run_da3c(**QUICK, backend="ray")
+    meta = result.history.meta
+    assert meta["backend"] == "ray" and meta["server"]["mode"] == "async"
+    assert len(meta["staleness"]) == meta["pushes_applied"] == meta["versions"] > 0
+    assert {row["worker"] for row in result.history.updates} == {0, 1}
