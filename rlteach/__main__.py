@@ -18,7 +18,6 @@ import dataclasses
 import sys
 import time
 
-BACKENDS = {"da3c": ("local", "ray"), "dppo": ("local", "ray", "torchrun")}
 ALGORITHMS = {
     "reinforce": ("rlteach.algos.reinforce", "ReinforceConfig", "train_reinforce"),
     "a2c": ("rlteach.algos.a2c", "A2CConfig", "train_a2c"),
@@ -28,11 +27,15 @@ ALGORITHMS = {
 }
 
 
-def _load(algorithm: str):
+def _module(algorithm: str):
     import importlib
 
-    module, config_name, train_name = ALGORITHMS[algorithm]
-    module = importlib.import_module(module)
+    return importlib.import_module(ALGORITHMS[algorithm][0])
+
+
+def _load(algorithm: str):
+    _, config_name, train_name = ALGORITHMS[algorithm]
+    module = _module(algorithm)
     return getattr(module, config_name), getattr(module, train_name)
 
 
@@ -69,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--save", default=None, help="write a checkpoint (rlteach.save) to this path"
         )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        if name in BACKENDS:
+        backends = getattr(_module(name), "BACKENDS", None)
+        if backends:
             p.add_argument(
                 "--backend",
-                choices=BACKENDS[name],
+                choices=backends,
                 default=None,
                 help="where the workers run (default: local processes)",
             )

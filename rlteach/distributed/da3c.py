@@ -18,6 +18,9 @@ from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS, a2c_loss, estimate_advantage
 from rlteach.algos.common import annealed, gradient_step, set_learning_rate
 from rlteach.config import make_config, setting
 from rlteach.distributed.driver import (
+    BACKENDS as PARAMETER_SERVER_BACKENDS,
+)
+from rlteach.distributed.driver import (
     pull_into,
     run_on_parameter_server,
     steps_per_worker,
@@ -25,6 +28,8 @@ from rlteach.distributed.driver import (
 )
 from rlteach.distributed.runtime import MODES, ServerConfig
 from rlteach.nets import flat_gradient, flat_parameters
+
+BACKENDS = PARAMETER_SERVER_BACKENDS  # where DA3C can run: local processes or Ray actors
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ from rlteach.algos.common import annealed, set_learning_rate
 from rlteach.algos.ppo import gae_data, ppo_loss, ppo_update
 from rlteach.config import make_config, setting
 from rlteach.distributed.driver import (
+    BACKENDS as PARAMETER_SERVER_BACKENDS,
+)
+from rlteach.distributed.driver import (
+    check_backend,
     pull_into,
     run_on_parameter_server,
     steps_per_worker,
@@ -38,6 +42,8 @@ from rlteach.distributed.driver import (
 )
 from rlteach.distributed.runtime import MODES, ServerConfig
 from rlteach.nets import flat_gradient, flat_parameters
+
+BACKENDS = (*PARAMETER_SERVER_BACKENDS, "torchrun")  # torchrun: DD-PPO, no server
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,7 @@ def run_dppo(
             f"DPPOConfig.drop_stragglers = {cfg.drop_stragglers} is invalid with {cfg.workers} "
             f"workers: W − D must be >= 1"
         )
+    check_backend(backend, BACKENDS)
     if backend == "torchrun":
         if address is not None:
             raise ValueError("address is for backend='ray'; torchrun takes its own rendezvous")

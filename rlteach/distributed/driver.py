@@ -111,16 +111,21 @@ class RunRecorder:
         self.last_eval = time.perf_counter()
 
 
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray")  # where the parameter server and its workers can run
+
+
+def check_backend(backend: str, allowed: tuple = BACKENDS) -> None:
+    """``ValueError`` naming ``backend`` and the ``allowed`` ones unless it is one of them."""
+    if backend not in allowed:
+        raise ValueError(
+            f"backend = {backend!r} is invalid: must be one of {', '.join(map(repr, allowed))}"
+        )
 
 
 def parameter_server_cluster(backend: str, address: str | None, **arguments):
     """A :class:`Cluster` (``backend="local"``: processes on this machine) or a
     :class:`~rlteach.distributed.ray_backend.RayCluster` (``"ray"``), from the same arguments."""
-    if backend not in BACKENDS:
-        raise ValueError(
-            f"backend = {backend!r} is invalid: must be one of {', '.join(map(repr, BACKENDS))}"
-        )
+    check_backend(backend)
     if backend == "local":
         if address is not None:
             raise ValueError(f"address = {address!r} needs backend='ray'; 'local' has no address")

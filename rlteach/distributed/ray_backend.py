@@ -201,8 +201,7 @@ class WorkerActor:
         import ray
         import torch
 
-        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        torch.set_num_threads(1)
+        torch.set_num_threads(1)  # Ray also sets OMP_NUM_THREADS=1 for a one-CPU actor
         self.ctx = RayWorkerContext(ray, server, worker_id, workers, seed, cfg)
         self.server = server
 

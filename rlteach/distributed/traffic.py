@@ -24,6 +24,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 import multiprocess as mp
 
@@ -100,8 +101,6 @@ def _traffic_rank(scheme, rank, world, port, params, updates, results) -> None:
     """One process of :func:`measure_traffic`: ``updates`` averaging steps between two reads of
     this process's socket counters."""
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    import time
-
     import torch
     import torch.distributed as dist
 
