@@ -106,20 +106,43 @@ def _seeded(envs: VectorEnv, seed: int | None) -> VectorEnv:
 # Notebook 05 and the distributed algorithms: a slow simulator, and instances that differ.
 
 
-class DelayWrapper(gym.Wrapper):
-    """Adds a fixed ``delay`` (seconds of ``time.sleep``) to every ``step``: a stand-in for an
-    expensive simulator. Sleeping frees the CPU, as waiting on a real simulator or a robot would, so
-    more workers than cores still speed up collection."""
+DELAY_KINDS = ("sleep", "busy")
 
-    def __init__(self, env: gym.Env, delay: float):
-        if not delay >= 0:
-            raise ValueError(f"delay = {delay!r} is invalid: must be >= 0 seconds")
+
+def busy_wait(seconds: float) -> None:
+    """Spin until this thread has used ``seconds`` of CPU time: a fixed amount of work, like a
+    simulator that computes. When other processes share the core, it takes longer in wall time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+class DelayWrapper(gym.Wrapper):
+    """Adds a fixed ``delay`` to every ``step``: a stand-in for an expensive simulator.
+
+    ``kind="sleep"`` (``time.sleep``) frees the CPU, as waiting on a remote simulator, a robot or
+    disk would: more workers than cores still speed up collection. ``kind="busy"`` spins the CPU
+    for the same time, as a simulator that computes does: collection stops speeding up once every
+    core is busy (``os.cpu_count()``).
+    """
+
+    def __init__(self, env: gym.Env, delay: float, kind: str = "sleep"):
+        check_delay(delay, kind)
         super().__init__(env)
-        self.delay = delay
+        self.delay, self.kind = delay, kind
+        self._wait = time.sleep if kind == "sleep" else busy_wait
 
     def step(self, action):
-        time.sleep(self.delay)
+        self._wait(self.delay)
         return self.env.step(action)
+
+
+def check_delay(delay: float, kind: str = "sleep") -> None:
+    """``ValueError`` naming the problem unless ``delay >= 0`` seconds and ``kind`` is known."""
+    if not delay >= 0:
+        raise ValueError(f"delay = {delay!r} is invalid: must be >= 0 seconds")
+    if kind not in DELAY_KINDS:
+        raise ValueError(f"delay kind {kind!r} is invalid: must be one of {', '.join(DELAY_KINDS)}")
 
 
 # Physical constants of CartPole a variation may change; the derived ones are recomputed.
@@ -161,18 +184,18 @@ def physics_variations(env_id: str, workers: int, seed: int = 0, spread: float =
 
 
 def env_factory(
-    env_id: str, delay: float = 0.0, physics: dict | None = None
+    env_id: str, delay: float = 0.0, physics: dict | None = None, delay_kind: str = "sleep"
 ) -> Callable[[], gym.Env]:
     """A zero-argument, picklable constructor of ``env_id`` with an optional per-step ``delay``
-    and ``physics`` changes — what a worker process needs to build its own environment."""
+    (of ``delay_kind``, see :class:`DelayWrapper`) and ``physics`` changes — what a worker process
+    needs to build its own environment."""
     registered_spec(env_id)
-    if not delay >= 0:
-        raise ValueError(f"delay = {delay!r} is invalid: must be >= 0 seconds")
-    return partial(_build_env, env_id, float(delay), dict(physics or {}))
+    check_delay(delay, delay_kind)
+    return partial(_build_env, env_id, float(delay), dict(physics or {}), delay_kind)
 
 
-def _build_env(env_id: str, delay: float, physics: dict) -> gym.Env:
+def _build_env(env_id: str, delay: float, physics: dict, delay_kind: str = "sleep") -> gym.Env:
     env = gym.make(env_id)
     if physics:
         set_physics(env, **physics)
-    return DelayWrapper(env, delay) if delay > 0 else env
+    return DelayWrapper(env, delay, delay_kind) if delay > 0 else env

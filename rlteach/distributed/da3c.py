@@ -4,7 +4,8 @@ Each worker runs :func:`da3c_worker`, which reads like the seed's steps 1–7. T
 single-process A2C's (:func:`rlteach.algos.a2c.estimate_advantages`, :func:`~rlteach.algos.a2c.a2c_loss`),
 not copies. ``average="gradients"`` pushes ``∇`` of the loss and the server's optimizer applies the
 average; ``average="parameters"`` lets each worker take its own step ``θ' = θ + α∇J`` (seed step 4)
-and push ``θ'``, and the server averages parameters (step 6).
+and push ``θ'``, and the server averages parameters (step 6: a sync round's mean; in async mode it
+adds each worker's change ``θ' − θ_pulled`` as it arrives, see :mod:`rlteach.distributed.runtime`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ class DA3CConfig:
     max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
     normalize_advantages: bool = setting(False, help="standardise advantages per batch")
     bootstrap_truncated: bool = setting(True, help="bootstrap at time-limit cuts (notebook 03)")
-    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of sleep per env step")
+    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of delay per env step")
+    env_delay_kind: str = setting(
+        "sleep", choices=("sleep", "busy"), help="sleep: a waiting simulator; busy: a computing one"
+    )
     env_variation: float = setting(
         0.0,
         low=0.0,

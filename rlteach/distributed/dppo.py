@@ -83,7 +83,10 @@ class DPPOConfig:
     max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
     normalize_advantages: bool = setting(True, help="standardise advantages per minibatch")
     clip_value_loss: bool = setting(False, help="PPO2-style clipped value loss")
-    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of sleep per env step")
+    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of delay per env step")
+    env_delay_kind: str = setting(
+        "sleep", choices=("sleep", "busy"), help="sleep: a waiting simulator; busy: a computing one"
+    )
     slow_worker_delay: float = setting(
         0.0, low=0.0, high=1.0, help="extra seconds per env step for worker 0 (a straggler)"
     )

@@ -26,16 +26,18 @@ from rlteach.rollout import Collector, evaluate
 def worker_env_factories(cfg, env_fn=None) -> list:
     """One environment constructor per worker, or ``None`` entries for the fast vectorised env.
 
-    ``cfg.env_delay`` adds a per-step sleep; ``cfg.env_variation > 0`` gives every worker its own
-    CartPole physics (:func:`rlteach.envs.physics_variations`); ``env_fn`` replaces ``cfg.env_id``.
+    ``cfg.env_delay`` adds a per-step delay of ``cfg.env_delay_kind`` (sleep or busy loop);
+    ``cfg.env_variation > 0`` gives every worker its own CartPole physics
+    (:func:`rlteach.envs.physics_variations`); ``env_fn`` replaces ``cfg.env_id``.
     """
     if env_fn is not None:
         return [env_fn] * cfg.workers
+    delay = dict(delay=cfg.env_delay, delay_kind=cfg.env_delay_kind)
     if cfg.env_variation > 0:
         physics = physics_variations(cfg.env_id, cfg.workers, cfg.seed, cfg.env_variation)
-        return [env_factory(cfg.env_id, cfg.env_delay, p) for p in physics]
+        return [env_factory(cfg.env_id, physics=p, **delay) for p in physics]
     if cfg.env_delay > 0:
-        return [env_factory(cfg.env_id, cfg.env_delay)] * cfg.workers
+        return [env_factory(cfg.env_id, **delay)] * cfg.workers
     return [None] * cfg.workers
 
 

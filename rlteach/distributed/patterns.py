@@ -298,9 +298,11 @@ def sampling_throughput(
     num_envs: int = 1,
     hidden=(64, 64),
     seed: int = 0,
+    delay_kind: str = "sleep",
 ) -> dict:
     """Multi-agent parallelism: ``workers`` processes explore their own ``env_id`` instances
-    (``delay`` seconds per step) with the same policy, and the parent pools their experience.
+    (``delay`` seconds per step, slept or spun: ``delay_kind``, see
+    :class:`rlteach.envs.DelayWrapper`) with the same policy, and the parent pools their experience.
 
     Timing starts when every worker is ready (process start-up and imports are not counted).
     Returns ``samples`` (pooled transitions), ``seconds`` (first start to last finish),
@@ -308,7 +310,7 @@ def sampling_throughput(
     """
     from rlteach.nets import ActorCritic, flat_parameters
 
-    factory = env_factory(env_id, delay=delay)
+    factory = env_factory(env_id, delay=delay, delay_kind=delay_kind)
     probe = factory()
     policy = ActorCritic(probe.observation_space, probe.action_space, hidden)
     probe.close()

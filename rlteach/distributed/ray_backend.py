@@ -39,6 +39,7 @@ from rlteach.distributed.runtime import (
     POLL,
     ClusterBase,
     ClusterResult,
+    ParameterChange,
     PushReceipt,
     Server,
     ServerConfig,
@@ -156,6 +157,7 @@ class RayWorkerContext:
         self._ray, self._server = ray, server
         self.worker_id, self.workers, self.seed, self.server = worker_id, workers, seed, cfg
         self._stopping = False
+        self._change = ParameterChange() if cfg.average == "parameters" else None
 
     @property
     def stopping(self) -> bool:
@@ -168,13 +170,18 @@ class RayWorkerContext:
             self._stopping = True
             raise StopRun
         if out is None:
-            return np.array(theta), version  # Ray hands out a read-only view
-        np.copyto(out, theta)
+            out = np.array(theta)  # Ray hands out a read-only view
+        else:
+            np.copyto(out, theta)
+        if self._change is not None:
+            self._change.remember(out, version)
         return out, version
 
     def push(self, vector: np.ndarray, version: int) -> PushReceipt:
         start = time.perf_counter()
         vector = np.asarray(vector, dtype=np.float32)
+        if self._change is not None:  # the server adds θ' − θ_pulled, as on the local runtime
+            vector = self._change.change(vector, version, out=np.empty_like(vector))
         ack = self._call(self._server.push.remote(self.worker_id, vector, version))
         if ack is None:
             self._stopping = True
@@ -359,6 +366,11 @@ def connect(ray, address: str | None, cpus: int) -> bool:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         loopback_only(ray)
+        # Ray turns token authentication on for a new local instance and warns that it did: keep
+        # the token, not the warning (a line in every notebook cell that starts Ray)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         # "local": a new instance even if Ray's address file names another one (a cluster started
         # with `ray start`, or a stale file one left behind)
         ray.init(address="local", num_cpus=cpus, object_store_memory=256 * 2**20, **quiet)

@@ -20,8 +20,14 @@ Server modes (``ServerConfig``):
 * ``async`` — the server applies each push as it arrives (A3C style) and records its *staleness*:
   the server's version minus the version the push was computed from.
 * ``average = "gradients"``: the averaged gradient ``ḡ`` goes through the server's optimizer
-  (``θ ← θ − α ḡ`` for SGD, or Adam). ``average = "parameters"``: workers push their locally updated
-  parameters; sync rounds replace θ by their mean, async pushes move θ a ``1/W`` step towards them.
+  (``θ ← θ − α ḡ`` for SGD, or Adam). ``average = "parameters"``: workers update locally and push
+  their new parameters ``θ'``; the worker's ``ctx`` turns them into the *change*
+  ``Δ = θ' − θ_pulled`` against the θ it pulled, and the server adds changes: a sync round adds their
+  mean (which is the mean of the ``θ'``, since every member pulled the same θ), an async push adds
+  its ``Δ`` as it arrives (Downpour SGD, Dean et al. 2012), or ``Δ/W`` with
+  ``scale_async_changes=True``. Moving θ towards a stale ``θ'`` instead (``θ += (θ' − θ)/W``) would
+  undo part of the other workers' progress since the pull: every push would drag θ back towards
+  an old version.
 
 Lifecycle: processes are started with ``spawn`` (``multiprocess``, so notebook-defined functions
 travel by value with dill). A worker that raises, or dies without a word, makes :meth:`Cluster.run`
@@ -80,6 +86,7 @@ class ServerConfig:
     lr: float = 1e-3
     drop_stragglers: int = 0
     anneal_versions: int = 0  # > 0: the step size decays linearly to 0 over this many versions
+    scale_async_changes: bool = False  # async "parameters": add Δ/W per push instead of Δ
 
     def validate(self, workers: int) -> ServerConfig:
         if self.mode not in MODES:
@@ -103,6 +110,10 @@ class ServerConfig:
             raise ValueError(f"anneal_versions = {self.anneal_versions!r} is invalid: must be >= 0")
         if self.drop_stragglers and self.mode != "sync":
             raise ValueError("drop_stragglers only applies to mode='sync'")
+        if self.scale_async_changes and (self.mode, self.average) != ("async", "parameters"):
+            raise ValueError(
+                "scale_async_changes only applies to mode='async', average='parameters'"
+            )
         return self
 
 
@@ -233,7 +244,11 @@ class Server:
         return max(1, min(self.shared.workers - self.cfg.drop_stragglers, len(self.active)))
 
     def apply(self, workers: list[int]) -> None:
-        """Average the pushes in ``workers``' slots and update θ; publish version + 1."""
+        """Average the pushes in ``workers``' slots and update θ; publish version + 1.
+
+        Gradients ``ḡ``: one optimizer step. Parameter changes ``Δ̄``: ``θ ← θ + Δ̄`` (``Δ̄/W`` for an
+        async push with ``scale_async_changes``).
+        """
         if len(workers) == 1:  # its pusher waits for the ack: the slot itself is scratch space
             mean = self.shared.slot(workers[0])
         else:
@@ -247,10 +262,10 @@ class Server:
                 progress = self.stats.version / self.cfg.anneal_versions
                 self.optimizer.lr = self.cfg.lr * max(0.0, 1.0 - progress)
             self.optimizer.step(self.theta, mean)
-        elif self.cfg.mode == "sync":
-            self.theta[:] = mean
         else:
-            self.theta += (mean - self.theta) / self.shared.workers
+            if self.cfg.scale_async_changes:
+                mean /= self.shared.workers
+            self.theta += mean
         self.stats.version += 1
         self.stats.applied += len(workers)
         self.shared.publish(self.theta, self.stats.version)
@@ -342,6 +357,30 @@ class PushReceipt:
     waiting: float
 
 
+class ParameterChange:
+    """The worker's side of ``average="parameters"``: remember the θ of the last pull, and turn
+    the pushed parameters ``θ'`` into the change ``Δ = θ' − θ_pulled`` that the server adds."""
+
+    def __init__(self):
+        self.pulled: np.ndarray | None = None
+        self.version = -1
+
+    def remember(self, theta: np.ndarray, version: int) -> None:
+        if self.pulled is None:
+            self.pulled = np.empty_like(theta)
+        np.copyto(self.pulled, theta)
+        self.version = version
+
+    def change(self, params: np.ndarray, version: int, out: np.ndarray) -> np.ndarray:
+        """``out ← params − θ_pulled``, ``[size]``; ``version`` must be the last pull's."""
+        if version != self.version:
+            raise ValueError(
+                f"push(version={version}) with average='parameters' must follow the pull of that "
+                f"version (the last pull was version {self.version}): the server adds θ' − θ_pulled"
+            )
+        return np.subtract(params, self.pulled, out=out)
+
+
 class WorkerContext:
     """What ``worker_fn(ctx, *args)`` uses to talk to the server and the notebook."""
 
@@ -358,6 +397,7 @@ class WorkerContext:
     ):
         self.worker_id, self.workers, self.seed, self.server = worker_id, workers, seed, cfg
         self._shared, self._conn, self._events, self._stop = shared, conn, events, stop
+        self._change = ParameterChange() if cfg.average == "parameters" else None
 
     @property
     def stopping(self) -> bool:
@@ -369,14 +409,23 @@ class WorkerContext:
         allocation) and its version."""
         if self.stopping:
             raise StopRun
-        return self._shared.read(out)
+        theta, version = self._shared.read(out)
+        if self._change is not None:
+            self._change.remember(theta, version)
+        return theta, version
 
     def push(self, vector: np.ndarray, version: int) -> PushReceipt:
-        """Send a gradient (or parameters, when the server averages parameters) computed from
-        ``version``; returns when the server has used it (sync: when the round has closed)."""
+        """Send a gradient (or the new parameters ``θ'``, when the server averages parameters: the
+        slot then holds ``θ' − θ_pulled``) computed from ``version``; returns when the server has
+        used it (sync: when the round has closed)."""
         if self.stopping:
             raise StopRun
-        np.copyto(self._shared.slot(self.worker_id), np.asarray(vector, dtype=np.float32))
+        slot = self._shared.slot(self.worker_id)
+        vector = np.asarray(vector, dtype=np.float32)
+        if self._change is not None:
+            self._change.change(vector, version, out=slot)
+        else:
+            np.copyto(slot, vector)
         start = time.perf_counter()
         self._conn.send(("push", version))
         deadline = start + ACK_TIMEOUT

@@ -93,3 +93,28 @@ def test_delay_wrapper_and_physics_variations():
         set_physics(env_factory("Pendulum-v1")(), length=1.0)
     with pytest.raises(ValueError, match="delay"):
         env_factory("CartPole-v1", delay=-1)
+
+
+@pytest.mark.parametrize("kind", ["sleep", "busy"])
+def test_a_sleeping_delay_frees_the_cpu_and_a_busy_one_uses_it(kind):
+    """Ten 20 ms steps: both take at least 0.2 s of wall time; the busy loop spends 0.2 s of this
+    process's CPU time (more in wall time when the core is shared), the sleep almost none (bound: a
+    quarter of it, for CartPole's own work and the timer)."""
+    import time
+
+    env = env_factory("CartPole-v1", delay=0.02, delay_kind=kind)()
+    env.reset(seed=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(10):
+        env.step(0)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert wall >= 0.2
+    if kind == "busy":
+        assert cpu >= 0.2
+    else:
+        assert cpu < 0.25 * 0.2
+
+
+def test_an_unknown_delay_kind_is_named():
+    with pytest.raises(ValueError, match="delay kind 'nap' is invalid"):
+        env_factory("CartPole-v1", delay=0.01, delay_kind="nap")

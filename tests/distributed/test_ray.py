@@ -109,10 +109,12 @@ def test_a_worker_that_raises_is_named_with_its_traceback():
     assert nothing_left_running()
 
 
-def test_dppo_on_ray_records_what_the_local_backend_records():
-    """A short DPPO run on a local Ray instance (2 CPUs) has the local run's structure."""
+def test_dppo_on_ray_records_what_the_local_backend_records(capfd):
+    """A short DPPO run on a local Ray instance (2 CPUs) has the local run's structure, and prints
+    nothing a student did not ask for (Ray warns when it turns token authentication on)."""
     ray_run = run_dppo(**QUICK, backend="ray")
     assert nothing_left_running()
+    assert "Token authentication" not in capfd.readouterr().err
     local_run = run_dppo(**QUICK)
     for name in ("updates", "episodes", "evaluations"):
         ray_rows, local_rows = getattr(ray_run.history, name), getattr(local_run.history, name)
