@@ -25,11 +25,15 @@ from torch import Tensor
 
 __all__ = [
     "gae",
+    "identity_gaps",
+    "lambda_weights",
     "nstep_advantages",
+    "nstep_mixture",
     "nstep_returns",
     "normalize",
     "returns_to_go",
     "td_residuals",
+    "truncation_targets",
 ]
 
 
@@ -201,6 +205,99 @@ def nstep_advantages(
     _check_batch(rewards=rewards, values=values)
     ret = nstep_returns(rewards, next_values, terminated, truncated, gamma, n)
     return ret - values, ret
+
+
+def lambda_weights(lam: float, m: int) -> Tensor:
+    """Weights of the n-step advantages n = 1..m in GAE(λ) over m steps left in the batch, ``[m]``
+    float64: ``(1 − λ) λ^(n−1)`` for ``n < m`` and the tail ``λ^(m−1)`` for ``n = m`` (notebook 03,
+    eq. 3.2b). They sum to 1; ``λ = 0`` puts all weight on n = 1, ``λ = 1`` all on n = m."""
+    _check_unit_interval("lam", lam)
+    _check_steps(m)
+    n = torch.arange(1, m + 1, dtype=torch.float64)
+    weights = (1 - lam) * lam ** (n - 1)
+    weights[-1] = lam ** (m - 1)
+    return weights
+
+
+def nstep_mixture(
+    rewards: Tensor, values: Tensor, next_values: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """GAE(λ) written as a mixture of n-step advantages (notebook 03, eq. 3.2b), ``[T, N]``.
+
+    Â_t = Σ_{n=1}^{m} w_n Â^(n)_t with m = T − t steps left in the batch and w from
+    :func:`lambda_weights`: the infinite mixture (1 − λ) Σ_n λ^(n−1) Â^(n)_t of Schulman et al.
+    (2016) with every n >= m folded into the tail weight, since Â^(n)_t = Â^(m)_t there (the
+    batch end cuts the sum and bootstraps). For batches without episode ends, and with
+    ``next_values[t] = values[t+1]``; it then equals :func:`gae`, term by term.
+
+    Args:
+        rewards, values, next_values: ``[T, N]`` float, as in :func:`gae`.
+        gamma: discount in [0, 1].
+        lam: trace parameter λ in [0, 1].
+    """
+    _check_batch(rewards=rewards, values=values, next_values=next_values)
+    no_end = torch.zeros_like(rewards, dtype=torch.bool)
+    T = len(rewards)
+    weights = torch.zeros(T, T, dtype=rewards.dtype)  # weights[t, n − 1]; 0 for n > T − t
+    for t in range(T):
+        weights[t, : T - t] = lambda_weights(lam, T - t)
+    total = torch.zeros_like(rewards)
+    for n in range(1, T + 1):
+        adv_n, _ = nstep_advantages(rewards, values, next_values, no_end, no_end, gamma, n)
+        total = total + weights[:, n - 1, None] * adv_n
+    return total
+
+
+def identity_gaps(batch, gamma: float) -> list[tuple[str, float]]:
+    """How far four identities of notebook 03 are from exact on a collected ``batch``: the largest
+    ``|difference|`` over its valid steps (``batch.valid``) for GAE(λ=0) and the 1-step advantage
+    against the TD error (eq. 3.1), and GAE(λ=1) and the T-step advantage against the return to
+    go minus V (eq. 3.2 at λ = 1). ``batch`` has the ``[T, N]`` fields of
+    ``rlteach.rollout.Batch``. Returns ``[(identity, largest difference)]``."""
+    args = (batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated)
+    td = td_residuals(batch.rewards, batch.values, batch.next_values, batch.terminated, gamma)
+    mc = (
+        returns_to_go(batch.rewards, batch.terminated, batch.truncated, gamma, batch.next_values)
+        - batch.values
+    )
+    longest = len(batch.rewards)
+
+    def gap(a: Tensor, b: Tensor) -> float:
+        return (a - b)[batch.valid].abs().max().item()
+
+    return [
+        ("GAE(λ=0) vs TD error (3.1)", gap(gae(*args, gamma, 0.0)[0], td)),
+        ("1-step advantage vs TD error", gap(nstep_advantages(*args, gamma, 1)[0], td)),
+        ("GAE(λ=1) vs Monte Carlo G_t − V(s_t)", gap(gae(*args, gamma, 1.0)[0], mc)),
+        (
+            f"{longest}-step advantage vs Monte Carlo",
+            gap(nstep_advantages(*args, gamma, longest)[0], mc),
+        ),
+    ]
+
+
+def truncation_targets(batch, gamma: float, rows: int = 6) -> list[tuple]:
+    """The one-step targets at the first ``rows`` time-limit cuts of ``batch`` (notebook 03,
+    section 3), bootstrapped as they should be and with the cut conflated with a termination.
+
+    Returns ``[(t, env, V(s_{t+1}), r_t + γV(s_{t+1}), r_t)]``: the correct target of eq. 3.1 and the
+    one of code that treats ``truncated`` as ``terminated`` (both computed with :func:`gae` at
+    λ = 0, plus ``V(s_t)``). ``batch`` has the ``[T, N]`` fields of ``rlteach.rollout.Batch``."""
+    b = batch
+    correct, _ = gae(b.rewards, b.values, b.next_values, b.terminated, b.truncated, gamma, 0.0)
+    conflated, _ = gae(
+        b.rewards, b.values, b.next_values, b.terminated | b.truncated, b.truncated, gamma, 0.0
+    )
+    return [
+        (
+            int(t),
+            int(i),
+            float(b.next_values[t, i]),
+            float(correct[t, i] + b.values[t, i]),
+            float(conflated[t, i] + b.values[t, i]),
+        )
+        for t, i in b.truncated.nonzero()[:rows]
+    ]
 
 
 def normalize(adv: Tensor, eps: float = 1e-8) -> Tensor:

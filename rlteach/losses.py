@@ -17,6 +17,8 @@ __all__ = [
     "approx_kl",
     "clip_fraction",
     "explained_variance",
+    "kl_penalty_objective",
+    "max_ratio_deviation",
     "mean_entropy",
     "policy_gradient_objective",
     "ppo_clip_objective",
@@ -76,6 +78,33 @@ def ppo_clip_objective(logp_new: Tensor, logp_old: Tensor, adv: Tensor, clip_eps
     adv = adv.detach()
     clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps)
     return torch.minimum(ratio * adv, clipped * adv).mean()
+
+
+def kl_penalty_objective(
+    logp_new: Tensor, logp_old: Tensor, adv: Tensor, kl: Tensor, kl_coef: float
+) -> Tensor:
+    """PPO's adaptive-KL-penalty surrogate L^KLPEN; to maximise.
+
+    L^KLPEN(θ) = mean_t[ r_t A_t − β KL[π_old(·|s_t), πθ(·|s_t)] ],   r_t = exp(logp_new − logp_old)
+
+    (Schulman et al. 2017, eq. (8); notebook 04, eq. 4.5), with the exact KL of each sample's state,
+    as in the paper. No clip.
+
+    Args:
+        logp_new: log πθ(a_t|s_t) under the current parameters, shape ``[M]``, carrying the gradient.
+        logp_old: log-probabilities recorded when the data was collected, ``[M]``; detached.
+        adv: advantages A_t, ``[M]``; detached.
+        kl: KL[π_old(·|s_t), πθ(·|s_t)] of each sample's state, ``[M]``, carrying the gradient.
+        kl_coef: β >= 0, the weight of the penalty.
+
+    Returns:
+        Scalar tensor.
+    """
+    _check_same_shape(logp_new=logp_new, logp_old=logp_old, adv=adv, kl=kl)
+    if isinstance(kl_coef, bool) or not isinstance(kl_coef, Real) or not kl_coef >= 0:
+        raise ValueError(f"kl_coef must be a number >= 0, got {kl_coef!r}")
+    ratio = _ratio(logp_new, logp_old)
+    return (ratio * adv.detach() - kl_coef * kl).mean()
 
 
 def value_loss(
@@ -177,6 +206,23 @@ def clip_fraction(logp_new: Tensor, logp_old: Tensor, clip_eps: float) -> float:
     _check_clip_eps(clip_eps, upper=1.0)
     outside = (_ratio(logp_new, logp_old) - 1).abs() > clip_eps
     return outside.double().mean().item()
+
+
+@torch.no_grad()
+def max_ratio_deviation(logp_new: Tensor, logp_old: Tensor) -> float:
+    """Largest ``|r_t − 1|`` over the samples, ``r_t = exp(logp_new − logp_old)``; a diagnostic.
+
+    Compared with ε it shows how far the clip let the ratio go: clipping removes the gradient of a
+    sample once its ratio is past 1 ± ε, it does not stop other samples' steps from moving it on.
+
+    Args:
+        logp_new, logp_old: log-probabilities of the sampled actions, same shape.
+
+    Returns:
+        A Python float >= 0.
+    """
+    _check_same_shape(logp_new=logp_new, logp_old=logp_old)
+    return (_ratio(logp_new, logp_old) - 1).abs().max().item()
 
 
 @torch.no_grad()

@@ -37,6 +37,13 @@ def _axis(ax, **figure_kwargs):
     return figure(**figure_kwargs)
 
 
+def _legend_if_labelled(ax) -> None:
+    """A legend once something labelled is drawn: a live plot's first frame may have nothing yet,
+    and matplotlib warns about an empty legend."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
 class Table:
     """A small table that renders as HTML in a notebook and as aligned text elsewhere."""
 
@@ -101,53 +108,107 @@ def error_vs_samples(curves: dict, ax=None, title: str = "REINFORCE error vs bat
     """Log-log RMS error against the number of episodes, one line per estimator.
 
     ``curves`` maps a label to a dict with ``counts`` and ``rmse`` (as made by
-    ``tabular.estimator_error_curve``). Each label gets its fitted slope; a dashed ``1/√N`` guide is
-    drawn through the first curve's first point.
+    ``tabular.estimator_error_curves``), and optionally ``rmse_se``, drawn as ±1 standard error
+    bars. Each label gets its fitted slope; a dashed ``1/√N`` guide is drawn through the first
+    curve's first point.
     """
     fig, ax = _axis(ax)
     for color, (label, curve) in zip(cycle(Palette), curves.items()):
         counts, rmse = np.asarray(curve["counts"]), np.asarray(curve["rmse"])
         slope = np.polyfit(np.log(counts), np.log(rmse), 1)[0]
-        ax.loglog(counts, rmse, "o-", color=color, label=f"{label} (slope {slope:.2f})")
+        label = f"{label} (slope {slope:.2f})"
+        ax.errorbar(
+            counts, rmse, curve.get("rmse_se"), fmt="o-", color=color, capsize=3, label=label
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     first = next(iter(curves.values()))
     c0, e0 = first["counts"][0], first["rmse"][0]
     guide = np.asarray(first["counts"], dtype=float)
     ax.loglog(guide, e0 * np.sqrt(c0 / guide), "k--", lw=1, label=r"$\propto 1/\sqrt{N}$")
+    ax.set_xticks(guide, [f"{c:g}" for c in guide])  # label the batch sizes themselves
+    ax.minorticks_off()  # a third of the drawing time otherwise, for the panel that redraws it
     ax.set_xlabel("episodes per estimate N")
     ax.set_ylabel(r"RMS error $\|\hat g - \nabla J\|$")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    # below the axes: inside, it hides a line at some N whatever corner it picks
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return fig
 
 
-def variance_bars(variances: dict, ax=None, title: str = "variance per episode"):
-    """Bar chart of per-episode estimator variances (trace of the covariance), log scale."""
+def variance_bars(
+    variances: dict, ax=None, title: str = "variance per episode", errors: dict | None = None
+):
+    """Bar chart of per-episode estimator variances (trace of the covariance), log scale.
+
+    ``errors`` (label → standard error of that variance) adds ±1 standard error bars, and the
+    labels on the bars read ``value ± error``."""
     fig, ax = _axis(ax)
     labels = list(variances)
-    ax.bar(labels, [variances[k] for k in labels], color=Palette[: len(labels)])
+    yerr = None if errors is None else [errors[k] for k in labels]
+    bars = ax.bar(
+        labels, [variances[k] for k in labels], yerr=yerr, capsize=4, color=Palette[: len(labels)]
+    )
+    texts = [f"{variances[k]:.4g}" + (f" ± {errors[k]:.2g}" if errors else "") for k in labels]
+    ax.bar_label(bars, texts, fontsize="small")
     ax.set_yscale("log")
+    ax.minorticks_off()  # the labels give the values; minor ticks only slow a redraw
+    # bars start a decade below the smallest, so their heights compare as ratios on the log axis
+    ax.set_ylim(min(variances.values()) / 10, max(variances.values()) * 3)
     ax.set_ylabel(r"tr Cov$[\hat g]$ (one episode)")
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=15)
     return fig
 
 
-def gamma_t_bias(gammas, series: dict, title: str = "dropping γ^t: the seed's estimator"):
-    """Two panels against γ, one line per MDP: the angle between the seed's form and ∇J, and the
-    relative norm of their difference ``|g_seed − ∇J| / |∇J|`` (notebook 01, step 6).
+def gamma_t_bias(
+    gammas, series: dict, title: str = "dropping γ^t: the seed's estimator", at=None, axes=None
+):
+    """Two panels against γ, one line per MDP (notebook 01, step 6): the angle between the seed's
+    form and ∇J (left), and the norm ratio ``|g_seed| / |∇J|`` next to the cut ``H(1−γ)`` of
+    eq. 1.11 (right, dashed).
 
-    ``series`` maps a label to ``(angles_in_degrees, relative_differences)``, each ``[len(gammas)]``.
+    ``series`` maps a label to one ``tabular.seed_form_comparison`` dict per γ of ``gammas``.
+    ``at = (γ, {label: comparison})`` marks one γ on both panels (the widget's slider). Draws into
+    ``axes`` (two axes) when given, else into a new figure.
     """
-    fig, (left, right) = figure(ncols=2, width=4.6)
-    for color, (label, (angles, rel_diffs)) in zip(cycle(Palette), series.items()):
-        left.plot(gammas, angles, "o-", color=color, label=label)
-        right.semilogy(gammas, rel_diffs, "o-", color=color, label=label)
+    fig, (left, right) = (axes[0].figure, axes) if axes is not None else figure(ncols=2, width=4.6)
+    for color, (label, rows) in zip(cycle(Palette), series.items()):
+        left.plot(gammas, [r["angle"] for r in rows], "o-", color=color, ms=4, label=label)
+        right.semilogy(
+            gammas, [r["norm_ratio"] for r in rows], "o-", color=color, ms=4, label=label
+        )
+        if at is not None:
+            mark = at[1][label]
+            left.plot(at[0], mark["angle"], "s", color=color, ms=10, mec="black")
+            right.plot(at[0], mark["norm_ratio"], "s", color=color, ms=10, mec="black")
+    cuts = [r["cut"] for r in next(iter(series.values()))]
+    right.semilogy(gammas, cuts, "k--", lw=1, label="H(1−γ), H = the horizon cut")
     left.set_ylabel("angle to ∇J (degrees)")
-    right.set_ylabel(r"$\|g_{seed} - \nabla J\| \,/\, \|\nabla J\|$")
+    right.set_ylabel("|g_seed| / |∇J|")
     for ax in (left, right):
+        if at is not None:
+            ax.axvline(at[0], color="gray", lw=0.8)
         ax.set_xlabel("γ")
         ax.legend(fontsize="small")
     fig.suptitle(title)
+    return fig
+
+
+def gradient_directions(exact, seed_form, ax=None, title: str = ""):
+    """Bars of the unit vectors ``∇J/|∇J|`` and ``g_seed/|g_seed|``, one pair per entry ``(s, a)``
+    of the ``[S, A]`` gradients: which states each update cares about (notebook 01, step 6)."""
+    fig, ax = _axis(ax)
+    S, A = exact.shape
+    x = np.arange(S * A)
+    for shift, (label, g) in zip((-0.2, 0.2), (("∇J", exact), ("g_seed", seed_form)), strict=True):
+        unit = (g / g.norm()).flatten().numpy()
+        ax.bar(x + shift, unit, width=0.4, label=f"{label} / |{label}|")
+    ax.set_xticks(x, [f"{s},{a}" for s in range(S) for a in range(A)], fontsize="small")
+    ax.set_xlabel("entry (s, a) of θ")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
     return fig
 
 
@@ -164,8 +225,13 @@ def reinforce_variants(
 
     curves = tabular.estimator_error_curves(mdp, theta, variants, counts, repeats, seed)
     fig, (left, right) = figure(ncols=2, width=5.0)
-    error_vs_samples(curves, ax=left, title="error vs episodes")
-    variance_bars({k: c["variance"] for k, c in curves.items()}, ax=right)
+    error_vs_samples(curves, ax=left, title=f"error vs episodes ({repeats} batches, ±1 s.e.)")
+    variance_bars(
+        {k: c["variance"] for k, c in curves.items()},
+        ax=right,
+        title=f"variance per episode ({repeats * max(counts):,} episodes, ±1 s.e.)",
+        errors={k: c["variance_se"] for k, c in curves.items()},
+    )
     fig.suptitle(title or f"{mdp.name}, γ = {mdp.gamma:g}")
     return fig
 
@@ -308,6 +374,24 @@ def learning_curves(
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
     return fig
+
+
+def seed_summary(runs: dict, last: int = 20) -> Table:
+    """The end of each run in numbers, one row per entry of ``runs`` (label → list of Histories,
+    one per seed): the mean return of each seed's last ``last`` episodes, their mean and range over
+    seeds, and the policy entropy of the last update (mean over seeds; ln 2 ≈ 0.69 is uniform over
+    two actions, 0 is deterministic)."""
+    rows = []
+    for label, run in runs.items():
+        histories = _as_histories(label, run)
+        finals = np.array([h.recent_mean_return(last) for h in histories])
+        entropy = np.mean([h.column("entropy", "updates")[-1] for h in histories])
+        per_seed = ", ".join(f"{f:.0f}" for f in finals)
+        rows.append(
+            (label, per_seed, finals.mean(), f"{finals.min():.0f}–{finals.max():.0f}", entropy)
+        )
+    headers = [f"last-{last} mean return per seed", "mean", "range", "entropy at the end"]
+    return Table(rows, ["", *headers], digits=3)
 
 
 def diagnostic_keys(history) -> list[str]:
@@ -506,25 +590,82 @@ def bias_variance(stats: list, xs, xlabel: str, ax=None, title: str = ""):
 
     ``stats[i]`` is a dict with ``bias2`` and ``variance`` (as returned per estimator by
     ``tabular.advantage_estimator_errors``) for the estimator with parameter ``xs[i]`` (λ or n).
+    The log axis starts at ``1e-4`` times the largest error: a bias² below that (an exact critic,
+    or λ = 1) is drawn on the axis' floor as an open marker, not at an arbitrarily small value.
     """
     fig, ax = _axis(ax)
     bias2 = np.array([s["bias2"] for s in stats])
     variance = np.array([s["variance"] for s in stats])
-    ax.plot(xs, bias2, "o-", color=Palette[3], label="bias²")
+    floor = 1e-4 * (bias2 + variance).max()
+    ax.plot(xs, np.maximum(bias2, floor), "o-", color=Palette[3], label="bias²")
+    below = bias2 < floor
+    ax.plot(np.asarray(xs)[below], np.full(below.sum(), floor), "o", color="white", ms=4)
     ax.plot(xs, variance, "s-", color=Palette[0], label="variance")
     ax.plot(xs, bias2 + variance, "k--", lw=1.5, label="mean squared error")
     best = int(np.argmin(bias2 + variance))
     ax.axvline(xs[best], color="grey", lw=0.8, ls=":")
     ax.set_yscale("log")
+    ax.minorticks_off()  # a quarter of the drawing time otherwise, for widgets that redraw
+    ax.set_ylim(bottom=floor / 1.5)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(fontsize="small")
     return fig
 
 
+def advantage_tradeoff(mdp, theta, critic, lambdas, nsteps, title: str = ""):
+    """Exact bias², variance and MSE of GAE(λ) against λ (left) and of n-step targets against n
+    (right, log axis) for the critic ``critic[S]`` (``tabular.exact_estimator_errors``, notebook 03,
+    eq. 3.3); the widget of ``widgets.critic_error_explorer`` redraws it."""
+    from rlteach import tabular
+
+    estimators = {("gae", lam): ("gae", lam) for lam in lambdas}
+    estimators |= {("nstep", n): ("nstep", n) for n in nsteps}
+    errors = tabular.exact_estimator_errors(mdp, theta, critic, estimators)
+    fig, (left, right) = figure(ncols=2, width=4.6)
+    bias_variance([errors["gae", lam] for lam in lambdas], lambdas, "λ", ax=left, title="GAE(λ)")
+    bias_variance([errors["nstep", n] for n in nsteps], nsteps, "n", ax=right, title="n-step")
+    right.set_xscale("log")
+    right.set_xticks(nsteps, [str(n) for n in nsteps])
+    right.minorticks_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def critic_error_kinds(mdp, theta, size: float, lambdas, seed: int = 0):
+    """One GAE(λ) bias/variance panel (exact, as :func:`advantage_tradeoff`) per kind of critic
+    error in ``tabular.CRITIC_ERRORS``, each with root-mean-square error ``size`` over states."""
+    from rlteach import tabular
+
+    kinds = tabular.CRITIC_ERRORS
+    fig, axes = figure(ncols=len(kinds), width=3.4, height=3.2)
+    for kind, ax in zip(kinds, axes, strict=True):
+        critic = tabular.critic_with_error(mdp, theta, kind, size, seed)
+        errors = tabular.exact_estimator_errors(
+            mdp, theta, critic, {lam: ("gae", lam) for lam in lambdas}
+        )
+        bias_variance([errors[lam] for lam in lambdas], lambdas, "λ", ax=ax, title=kind)
+    fig.suptitle(f"GAE(λ) with a critic off by {size:g} (root mean square over states)")
+    return fig
+
+
+def truncation_table(batch, gamma: float, rows: int = 6) -> Table:
+    """The one-step targets at the first ``rows`` time-limit cuts of a collected ``batch``,
+    bootstrapped and conflated with a termination (``advantages.truncation_targets``, notebook 03,
+    section 3)."""
+    from rlteach import advantages
+
+    return Table(
+        advantages.truncation_targets(batch, gamma, rows),
+        ["step t", "env", "V(s_t+1)", "target, bootstrapped", "target, conflated"],
+        digits=3,
+    )
+
+
 def clip_objective(clip_eps: float = 0.2, ax=None):
     """One sample's ``min(r·A, clip(r, 1−ε, 1+ε)·A)`` against the ratio ``r``, for ``A = +1`` and
-    ``A = −1`` (notebook 04, eq. 4.2), computed with ``losses.ppo_clip_objective``; shaded where its
+    ``A = −1`` (notebook 04, eq. 4.3), computed with ``losses.ppo_clip_objective``; shaded where its
     gradient with respect to ``r`` is zero (autograd), i.e. where the sample stops pushing."""
     import torch
 
@@ -532,17 +673,19 @@ def clip_objective(clip_eps: float = 0.2, ax=None):
 
     fig, axes = figure(ncols=2, width=4.4) if ax is None else (ax[0].figure, ax)
     ratios = np.linspace(0.01, 2.0, 400)
+    logp = torch.tensor(np.log(ratios), requires_grad=True)
+    zeros = torch.zeros_like(logp)
     for panel, adv in zip(axes, (1.0, -1.0), strict=True):
-        values, slopes = [], []
-        for r in ratios:
-            logp = torch.tensor([np.log(r)], requires_grad=True)
-            objective = losses.ppo_clip_objective(
-                logp, torch.zeros(1), torch.tensor([adv]), clip_eps
-            )
-            (grad,) = torch.autograd.grad(objective, logp)
-            values.append(objective.item())
-            slopes.append(grad.item())
-        flat = np.abs(slopes) < 1e-12
+        advs = torch.full_like(logp, adv)
+        # each sample's slope, divided by the batch size: zero where the mean does not depend on it
+        (slopes,) = torch.autograd.grad(
+            losses.ppo_clip_objective(logp, zeros, advs, clip_eps), logp
+        )
+        values = [
+            losses.ppo_clip_objective(logp[i : i + 1], zeros[:1], advs[:1], clip_eps).item()
+            for i in range(len(ratios))
+        ]
+        flat = slopes.abs().numpy() < 1e-12
         panel.plot(ratios, values, color=Palette[0], lw=2, label=r"$L^{CLIP}$ (one sample)")
         panel.plot(ratios, ratios * adv, color="grey", ls="--", lw=1, label=r"$r\,A$ (unclipped)")
         panel.fill_between(
@@ -592,6 +735,99 @@ def diagnostic_comparison(runs: dict, keys, title: str = ""):
         ax.legend(fontsize="small")
     fig.suptitle(title)
     return fig
+
+
+def surrogate_vs_true(
+    curves: dict,
+    slope: float,
+    title: str = "",
+    xlabel: str = r"step size $\alpha$ along the direction",
+):
+    """Notebook 04, section 1: the true improvement ``J(θ) − J(θ_old)`` and the surrogate
+    ``L_old(θ)`` (eq. 4.2) against the step size ``α`` along a direction (``curves`` from
+    ``tabular.improvement_along``), with their common tangent ``α · slope`` at ``α = 0`` (left);
+    the gap ``L_old − (J − J_old)`` against the mean KL between ``π_θ`` and ``π_old`` (right)."""
+    fig, (left, right) = figure(ncols=2, width=4.8)
+    steps = curves["steps"]
+    left.plot(
+        steps, curves["true"], color=Palette[0], lw=2, label=r"true: $J(\theta)-J(\theta_{old})$"
+    )
+    left.plot(
+        steps, curves["surrogate"], color=Palette[1], lw=2, label=r"surrogate $L_{old}(\theta)$"
+    )
+    tangent = steps * slope
+    shown = tangent <= 1.2 * max(curves["surrogate"].max(), curves["true"].max())
+    left.plot(steps[shown], tangent[shown], color="grey", ls=":", label="common tangent at α = 0")
+    left.set_xlabel(xlabel)
+    left.set_ylabel("improvement")
+    left.legend(fontsize="small")
+    moved = curves["kl"] > 0
+    right.loglog(
+        curves["kl"][moved], (curves["surrogate"] - curves["true"])[moved], color=Palette[3], lw=2
+    )
+    right.set_xlabel(r"mean KL($\pi_{old}\,\|\,\pi_\theta$) over $\bar d^{\pi_{old}}$")
+    right.set_ylabel("surrogate − true")
+    right.set_title("the gap grows with the distance between policies", fontsize="medium")
+    fig.suptitle(title)
+    return fig
+
+
+def _update_grid(histories, key: str):
+    """``(env_steps[G], values[S, G])``: one update-row field of several seeds on the env steps
+    every seed reached (linear interpolation between updates)."""
+    series = [(h.column("env_steps", "updates"), h.column(key, "updates")) for h in histories]
+    hi = min(xs[-1] for xs, _ in series)
+    lo = max(xs[0] for xs, _ in series)
+    grid = np.linspace(lo, hi, _GRID_POINTS)
+    return grid, np.array([np.interp(grid, xs, ys) for xs, ys in series])
+
+
+def diagnostic_bands(runs: dict, keys, levels: dict | None = None, title: str = ""):
+    """One panel per update-row field in ``keys`` against env steps; ``runs`` maps a label to a list
+    of Histories (one per seed): their mean and the min–max band over seeds, one colour per label.
+    ``levels`` (label → {key: value}) draws a dashed horizontal line in the label's colour, e.g.
+    ε on the panel of ``max_ratio_dev`` (notebook 04). A label whose runs lack a field is left out
+    of that panel."""
+    levels = levels or {}
+    fig, axes = figure(ncols=len(keys), width=3.9, height=3.2)
+    axes = np.atleast_1d(axes)
+    for ax, key in zip(axes, keys, strict=True):
+        for color, (label, histories) in zip(cycle(Palette), runs.items()):
+            histories = _as_histories(label, histories)
+            grid, values = _update_grid(histories, key)
+            if np.isnan(values).all():  # a field this run does not record, e.g. β without penalty
+                continue
+            ax.plot(
+                grid, values.mean(0), color=color, lw=1.5, label=f"{label} ({len(values)} seeds)"
+            )
+            ax.fill_between(grid, values.min(0), values.max(0), color=color, alpha=0.2)
+            if key in levels.get(label, {}):
+                ax.axhline(levels[label][key], color=color, ls="--", lw=1)
+        ax.set_title(key, fontsize="medium")
+        ax.set_xlabel(LEARNING_X["env_steps"], fontsize="small")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{title} (lines: mean over seeds; bands: min–max)" if title else "")
+    return fig
+
+
+def seed_table(runs: dict, keys, last: int = 50, digits: int = 3) -> Table:
+    """One row per label of ``runs`` (label → list of Histories, one per seed): for each update
+    field in ``keys`` its median over the updates of a run, then the mean return of the last
+    ``last`` episodes; each cell is the mean over seeds with the [min, max] over seeds."""
+
+    def cell(values):
+        values = np.asarray(values, dtype=float)
+        return f"{values.mean():.{digits}g} [{values.min():.{digits}g}, {values.max():.{digits}g}]"
+
+    rows = []
+    for label, histories in runs.items():
+        histories = _as_histories(label, histories)
+        row = [label, str(len(histories))]
+        row += [cell([np.median(h.column(k, "updates")) for h in histories]) for k in keys]
+        row.append(cell([h.recent_mean_return(last) for h in histories]))
+        rows.append(row)
+    headers = ["run", "seeds", *(f"median {k}" for k in keys), f"return, last {last} episodes"]
+    return Table(rows, headers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,7 +941,7 @@ def worker_curves(history, ax=None, x: str = "env_steps", smooth: int = 20, titl
     ax.set_xlabel(LEARNING_X[x])
     ax.set_ylabel("episode return")
     ax.set_title(title or "per-worker training returns and the global policy")
-    ax.legend(fontsize="small")
+    _legend_if_labelled(ax)
     return fig
 
 
@@ -730,7 +966,7 @@ def server_activity(history, ax=None):
     ax.set_xlabel("wall-clock time (s)")
     ax.set_ylabel("server version")
     ax.set_title(f"server updates: {rate:.0f} per second")
-    ax.legend(fontsize="small")
+    _legend_if_labelled(ax)
     return fig
 
 
@@ -753,7 +989,7 @@ def time_split(history, ax=None):
         bottom += share
     ax.set_ylabel("share of the worker's time")
     ax.set_title("compute / communication / wait")
-    ax.legend(fontsize="small")
+    _legend_if_labelled(ax)
     return fig
 
 

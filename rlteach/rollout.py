@@ -121,6 +121,14 @@ class Collector:
         self._episode_return = np.zeros(n)
         self._episode_length = np.zeros(n, dtype=np.int64)
 
+    def restart(self) -> None:
+        """Start a new episode in every env (``reset()`` without a seed: the envs' random streams
+        go on), forgetting the episodes in progress; ``env_steps`` is kept."""
+        self.obs = _float32(self.envs.reset()[0])
+        self._resetting[:] = False
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
+
     def collect(self, num_steps: int) -> Batch:
         """Run ``num_steps`` vector steps from the current observations; return them as a Batch."""
         if not isinstance(num_steps, int) or num_steps < 1:

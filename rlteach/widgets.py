@@ -55,49 +55,167 @@ def _slider_style():
     return {"description_width": "initial"}
 
 
-def reinforce_explorer(counts=(16, 64, 256, 1024), repeats: int = 10, seed: int = 0) -> W.VBox:
-    """Notebook 01, step 7: γ, batch size, number of states, reward-to-go and baseline toggles.
+def _slider(kind: type[W.ValueWidget], **kwargs) -> W.ValueWidget:
+    """A slider of ``kind`` (``W.FloatSlider`` …) for an explorer: the figure is redrawn when it is
+    released, and its description is shown whole."""
+    return kind(continuous_update=False, style=_slider_style(), **kwargs)
 
-    The figure compares plain REINFORCE (full return) with the variant the toggles select, on a
-    random MDP with the chosen number of states and 3 actions.
+
+BASELINES = ("none", "constant J(θ)", "exact V^π(s)", "½ V^π(s)", "−V^π(s) (wrong sign)")
+
+
+def baseline_table(mdp, theta, choice: str):
+    """The ``baseline`` option of ``tabular.episode_gradients`` for one of :data:`BASELINES`:
+    ``False`` or a table ``b[S]``. Every choice is a function of the state, so none adds bias
+    (eq. 1.9); they differ in variance only."""
+    if choice not in BASELINES:
+        raise ValueError(f"baseline = {choice!r} is not allowed: must be one of {BASELINES}")
+    if choice == "none":
+        return False
+    V = tabular.state_values(mdp, theta).detach()
+    scale = {"exact V^π(s)": 1.0, "½ V^π(s)": 0.5, "−V^π(s) (wrong sign)": -1.0}
+    if choice == "constant J(θ)":
+        return torch.full_like(V, tabular.exact_return(mdp, theta).item())
+    return scale[choice] * V
+
+
+EXPLORER_STEPS = 1_000_000  # environment steps one redraw of the REINFORCE panel may sample
+
+
+def explorer_batches(counts, max_episodes: int, horizon: int, repeats: int) -> tuple:
+    """``(grid, batches, shortened)`` for one redraw of :func:`reinforce_explorer`: the batch
+    sizes of ``counts`` up to ``max_episodes`` and the number of independent batches, so the panel
+    samples at most ``EXPLORER_STEPS`` steps (``batches · max(grid) · horizon``) and stays near a
+    second per redraw. Fewer batches first (down to 2, the least that gives a spread); then, if
+    even 2 batches are too long, the largest batch sizes are left out. ``shortened`` says whether
+    either happened."""
+    wanted = [c for c in counts if c <= max_episodes] or [max_episodes]
+    grid = list(wanted)
+    while len(grid) > 1 and 2 * grid[-1] * horizon > EXPLORER_STEPS:
+        grid.pop()
+    batches = max(2, min(repeats, EXPLORER_STEPS // (grid[-1] * horizon)))
+    return grid, batches, batches < repeats or grid != wanted
+
+
+def reinforce_explorer(counts=(16, 64, 256, 1024), repeats: int = 10, seed: int = 0) -> W.VBox:
+    """Notebook 01, step 7: γ, batch size, number of states, reward-to-go and the baseline.
+
+    On a random MDP with the chosen number of states and 3 actions, under the uniform policy
+    ``θ = 0``, on the same episodes (same ``seed`` at every redraw), the figure compares plain
+    REINFORCE (full return), the form the checkbox selects without a baseline, and the same form
+    with the chosen baseline: the bars separate what causality buys from what the baseline buys.
+    Long episodes (γ near 1) get fewer batches (:func:`explorer_batches`); the title says how many.
     """
 
     def draw(gamma, max_episodes, n_states, reward_to_go, baseline):
         mdp = tabular.random_mdp(n_states, 3, gamma, seed=seed)
         theta = torch.zeros(n_states, 3, dtype=torch.float64)
-        chosen = ("reward-to-go" if reward_to_go else "full return") + (
-            " + baseline" if baseline else ""
+        form = "reward-to-go" if reward_to_go else "full return"
+        variants = {"full return": dict(reward_to_go=False), form: dict(reward_to_go=reward_to_go)}
+        if baseline != "none":
+            variants[f"{form}, b = {baseline}"] = dict(
+                reward_to_go=reward_to_go, baseline=baseline_table(mdp, theta, baseline)
+            )
+        horizon = tabular.default_horizon(gamma)
+        grid, batches, shortened = explorer_batches(counts, max_episodes, horizon, repeats)
+        title = (
+            f"{mdp.name}, θ = 0, γ = {gamma:g}: {batches} batches of ≤ {grid[-1]} episodes"
+            f" × {horizon} steps" + (" (cut down to redraw fast)" if shortened else "")
         )
-        variants = {"full return": dict(reward_to_go=False)}
-        variants[chosen] = dict(reward_to_go=reward_to_go, baseline=baseline)
-        grid = [c for c in counts if c <= max_episodes] or [max_episodes]
-        return plots.reinforce_variants(mdp, theta, variants, grid, repeats, seed)
+        return plots.reinforce_variants(mdp, theta, variants, grid, batches, seed, title=title)
 
-    style = _slider_style()
     return live_panel(
         draw,
         title="REINFORCE estimators: error and variance",
-        gamma=W.FloatSlider(
-            value=0.9,
-            min=0.0,
-            max=0.99,
-            step=0.01,
-            description="γ",
-            continuous_update=False,
-            style=style,
-        ),
-        max_episodes=W.SelectionSlider(
-            options=[c for c in (16, 64, 256, 1024, 4096)],
-            value=256,
+        gamma=_slider(W.FloatSlider, value=0.9, min=0.0, max=0.99, step=0.01, description="γ"),
+        max_episodes=_slider(
+            W.SelectionSlider,
+            options=list(counts),
+            value=counts[min(2, len(counts) - 1)],
             description="episodes N",
-            continuous_update=False,
-            style=style,
         ),
-        n_states=W.IntSlider(
-            value=5, min=2, max=10, description="states", continuous_update=False, style=style
-        ),
+        n_states=_slider(W.IntSlider, value=5, min=2, max=10, description="states"),
         reward_to_go=W.Checkbox(value=True, description="reward-to-go"),
-        baseline=W.Checkbox(value=False, description="baseline V(s)"),
+        baseline=W.Dropdown(
+            options=BASELINES,
+            value="exact V^π(s)",
+            description="baseline b(s)",
+            style=_slider_style(),
+        ),
+    )
+
+
+def gamma_t_explorer(problems: dict, gammas, detail: str | None = None) -> W.VBox:
+    """Notebook 01, step 6: a γ slider on the angle between the seed's form and ∇J (eq. 1.10).
+
+    ``problems`` maps a label to ``(mdp, theta)``. The curves over ``gammas`` are computed once;
+    each move of the slider computes the two gradients at the new γ (exactly, no sampling) and
+    marks it on the curves, and shows the unit vectors ``∇J/|∇J|`` and ``g_seed/|g_seed|`` of the
+    ``detail`` problem (default: the last) entry by entry.
+    """
+    detail = list(problems)[-1] if detail is None else detail
+    series = {
+        label: [tabular.seed_form_comparison(m.with_gamma(g), th) for g in gammas]
+        for label, (m, th) in problems.items()
+    }
+
+    def draw(gamma):
+        marks = {
+            label: tabular.seed_form_comparison(m.with_gamma(gamma), th)
+            for label, (m, th) in problems.items()
+        }
+        fig, axes = plots.figure(ncols=3, width=4.2)
+        plots.gamma_t_bias(gammas, series, f"γ = {gamma:.2f}", at=(gamma, marks), axes=axes[:2])
+        m, th = problems[detail]
+        plots.gradient_directions(
+            tabular.autograd_gradient(m.with_gamma(gamma), th),
+            tabular.seed_form_gradient(m.with_gamma(gamma), th),
+            ax=axes[2],
+            title=f"{detail}: angle {marks[detail]['angle']:.1f}°",
+        )
+        return fig
+
+    slider = _slider(W.FloatSlider, value=0.9, min=0.05, max=0.99, step=0.01, description="γ")
+    return live_panel(draw, title="Dropping γ^t: direction and size", gamma=slider)
+
+
+def critic_error_explorer(mdp, theta, lambdas, nsteps, seed: int = 0) -> W.VBox:
+    """Notebook 03, section 2: the kind, the size and the draw (``seed``, for the random kinds
+    ``"noise"`` and ``"other policy"``) of the critic's error; each change redraws the exact
+    bias/variance of GAE(λ) and n-step targets (``plots.advantage_tradeoff``)."""
+
+    def draw(kind, size, seed):
+        critic = tabular.critic_with_error(mdp, theta, kind, size, seed)
+        drawn = f", draw {seed}" if kind in ("noise", "other policy") else ""
+        return plots.advantage_tradeoff(
+            mdp, theta, critic, lambdas, nsteps, title=f"critic error: {kind}{drawn}, size {size:g}"
+        )
+
+    return live_panel(
+        draw,
+        title="Bias and variance of advantage targets, by the critic's error",
+        kind=W.ToggleButtons(options=tabular.CRITIC_ERRORS, value="noise", description="error"),
+        size=_slider(
+            W.FloatSlider,
+            value=1.0,
+            min=0.0,
+            max=3.0,
+            step=0.1,
+            description="size (RMS over states)",
+        ),
+        seed=_slider(W.IntSlider, value=seed, min=0, max=max(9, seed), description="draw (seed)"),
+    )
+
+
+def clip_explorer(clip_eps: float = 0.2) -> W.VBox:
+    """Notebook 04, section 2: the clip range ε on the plot of one sample's ``L^CLIP`` against the
+    ratio (``plots.clip_objective``, eq. 4.3); analytic, redrawn as the slider moves."""
+    return live_panel(
+        lambda clip_eps: plots.clip_objective(clip_eps=clip_eps),
+        title="L^CLIP of one sample against its ratio r",
+        clip_eps=_slider(
+            W.FloatSlider, value=clip_eps, min=0.05, max=0.95, step=0.05, description="clip range ε"
+        ),
     )
 
 
@@ -326,21 +444,12 @@ def distributed_explorer(steps_per_worker: int = 1000, rounds: int = 30) -> W.VB
         )
         return fig
 
-    style = _slider_style()
     return live_panel(
         draw,
         title="Parameter server and parallel sampling",
-        workers=W.IntSlider(
-            value=2, min=1, max=8, description="workers", continuous_update=False, style=style
-        ),
-        delay_ms=W.FloatSlider(
-            value=1.0,
-            min=0.0,
-            max=5.0,
-            step=0.5,
-            description="delay (ms)",
-            continuous_update=False,
-            style=style,
+        workers=_slider(W.IntSlider, value=2, min=1, max=8, description="workers"),
+        delay_ms=_slider(
+            W.FloatSlider, value=1.0, min=0.0, max=5.0, step=0.5, description="delay (ms)"
         ),
         mode=W.ToggleButtons(options=["sync", "async"], value="async", description="server"),
     )

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import rlteach
-from rlteach.algos.reinforce import finished_episodes
 
 
 def greedy_mean(result, episodes=20):
@@ -82,12 +81,3 @@ def test_bad_arguments_raise_before_anything_starts():
         rlteach.train_ppo(clip_eps=-0.1)
     with pytest.raises(ValueError, match="CartPol-v1"):
         rlteach.train_a2c(env_id="CartPol-v1")
-
-
-def test_finished_episodes_marks_steps_before_the_last_episode_end():
-    from types import SimpleNamespace
-
-    done = torch.tensor([[0, 0], [1, 0], [0, 0], [0, 1], [0, 0]], dtype=torch.bool)
-    batch = SimpleNamespace(terminated=done, truncated=torch.zeros_like(done))
-    expected = torch.tensor([[1, 1], [1, 1], [0, 1], [0, 1], [0, 0]], dtype=torch.bool)
-    assert torch.equal(finished_episodes(batch), expected)

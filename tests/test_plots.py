@@ -281,3 +281,12 @@ def test_bias_variance_marks_the_smallest_mean_squared_error():
     fig = plots.bias_variance(stats, [0.0, 0.5, 1.0], "λ")
     (vline,) = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == ":"]
     assert vline.get_xdata()[0] == 0.5
+
+
+def test_the_distributed_dashboard_of_a_run_without_data_yet_warns_nothing():
+    """A live plot's first frame comes before any episode or push: no empty-legend warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.distributed_dashboard(History())

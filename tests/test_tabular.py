@@ -245,7 +245,7 @@ def test_bad_input_is_named(build, message):
 
 
 def test_the_seeds_estimator_converges_to_the_undiscounted_visitation_form():
-    """Without γ^t the Monte Carlo mean is the η_H-weighted sum of eq. 1.9, not ∇J."""
+    """Without γ^t the Monte Carlo mean is the η_H-weighted sum of eq. 1.10, not ∇J."""
     mdp = tabular.chain_mdp(5, gamma=0.9, slip=0.1)
     theta = torch.zeros(5, 2, dtype=torch.float64)
     target = tabular.seed_form_gradient(mdp, theta)

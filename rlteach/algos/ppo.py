@@ -3,13 +3,20 @@
 Reading order: :class:`PPOConfig` (every knob, with its range), :func:`ppo_loss` (one minibatch),
 :func:`ppo_update` (epochs of minibatch ascent on one batch), :func:`train_ppo` (the loop).
 DPPO (notebook 07) reuses ``ppo_loss`` and ``ppo_update`` on each worker.
+
+Two options, both off by default: ``target_kl`` ends an update's epochs early once the policy has
+moved too far, and ``kl_penalty`` replaces the clip by the adaptive KL penalty of Schulman et al.
+(2017, §4), with the exact per-state KL as in the paper; Heess et al. (2017) used an adaptive KL
+penalty like it for their DPPO (rlteach's DPPO implements only the clip).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
+from torch.distributions import kl_divergence
 
 from rlteach import advantages, losses
 from rlteach.algos.common import (
@@ -56,6 +63,27 @@ class PPOConfig:
     max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
     normalize_advantages: bool = setting(True, help="standardise advantages per minibatch")
     clip_value_loss: bool = setting(False, help="PPO2-style clipped value loss")
+    target_kl: float = setting(
+        0.0,
+        low=0.0,
+        high=1.0,
+        help="end an update once the batch's approx KL passes this, checked after every "
+        "minibatch step (0: off)",
+    )
+    kl_penalty: float = setting(
+        0.0,
+        low=0.0,
+        high=1.0,
+        help="KL target d_targ of the adaptive-penalty objective, which replaces the clip (0: off)",
+    )
+    kl_coef: float = setting(
+        1.0,
+        low=0.0,
+        high=1000.0,
+        low_inclusive=False,
+        log=True,
+        help="initial penalty weight β (used with kl_penalty)",
+    )
     hidden: tuple = setting((64, 64), help="hidden layer widths")
     seed: int = setting(0, low=0, help="one integer seeds everything")
 
@@ -75,16 +103,25 @@ def gae_data(batch, cfg) -> dict:
     return batch.flat(adv=adv, ret=ret)
 
 
-def ppo_loss(policy, mb: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
+def ppo_loss(
+    policy, mb: dict, cfg: PPOConfig, kl_coef: float | None = None, old_policy=None
+) -> tuple[torch.Tensor, dict]:
     """Loss to minimise on one minibatch, and its values.
 
     ``−L^CLIP + c_v · L^V − c_e · H[π]`` with ``L^CLIP = E[min(r Â, clip(r, 1−ε, 1+ε) Â)]``,
-    ``r = π_θ(a|s)/π_old(a|s)`` (notebook 04, eq. 4.2). ``mb`` holds ``obs [M, obs_dim]``,
-    ``actions [M, ...]``, ``logp`` (old), ``values`` (old), ``adv`` and ``ret``, all ``[M]``.
+    ``r = π_θ(a|s)/π_old(a|s)`` (notebook 04, eq. 4.3). With a penalty weight ``kl_coef`` = β
+    and ``old_policy`` (a frozen copy of π_old), ``L^KLPEN = E[r Â − β KL[π_old(·|s), π_θ(·|s)]]``
+    (eq. 4.5, exact KL per state) replaces ``L^CLIP``: no clip. ``mb`` holds
+    ``obs [M, obs_dim]``, ``actions [M, ...]``, ``logp`` (old), ``values`` (old), ``adv`` and
+    ``ret``, all ``[M]``.
     """
     logp, entropy, values = policy.evaluate_actions(mb["obs"], mb["actions"])
     adv = advantages.normalize(mb["adv"]) if cfg.normalize_advantages else mb["adv"]
-    policy_objective = losses.ppo_clip_objective(logp, mb["logp"], adv, cfg.clip_eps)
+    if kl_coef is None:
+        policy_objective = losses.ppo_clip_objective(logp, mb["logp"], adv, cfg.clip_eps)
+    else:
+        kl = state_kl(old_policy, policy, mb["obs"])
+        policy_objective = losses.kl_penalty_objective(logp, mb["logp"], adv, kl, kl_coef)
     old_values = mb["values"] if cfg.clip_value_loss else None
     value_loss = losses.value_loss(
         values, mb["ret"], old_values, cfg.clip_eps if cfg.clip_value_loss else None
@@ -99,28 +136,93 @@ def ppo_loss(policy, mb: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
     return loss, stats
 
 
-def ppo_update(policy, optimizer, data: dict, cfg: PPOConfig, generator: torch.Generator) -> dict:
+def state_kl(old_policy, policy, obs: torch.Tensor) -> torch.Tensor:
+    """Exact ``KL[π_old(·|s), π_θ(·|s)]`` of each state of ``obs [M, obs_dim]``, shape ``[M]``
+    (``torch.distributions.kl_divergence``: categorical or diagonal Gaussian). The gradient flows
+    through ``policy`` (π_θ) only; ``old_policy`` is the frozen copy taken before the update."""
+    with torch.no_grad():
+        old = old_policy.dist(obs)
+    return kl_divergence(old, policy.dist(obs))
+
+
+def minibatch_indices(size: int, cfg: PPOConfig, generator: torch.Generator):
+    """``cfg.epochs`` shuffles of ``range(size)``, each cut into ``cfg.minibatches`` index tensors;
+    an epoch's permutation is drawn when its first minibatch is asked for."""
+    for _ in range(cfg.epochs):
+        yield from torch.randperm(size, generator=generator).chunk(cfg.minibatches)
+
+
+@torch.no_grad()
+def batch_log_probs(policy, data: dict) -> torch.Tensor:
+    """``log π_θ(a|s)`` of every sample of ``data`` under the current parameters, ``[M]``."""
+    logp, _, _ = policy.evaluate_actions(data["obs"], data["actions"])
+    return logp
+
+
+def batch_kl(policy, data: dict) -> float:
+    """Approx ``KL(π_old ‖ π_θ)`` (eq. 4.4) on all of ``data`` under the current parameters."""
+    return losses.approx_kl(batch_log_probs(policy, data), data["logp"])
+
+
+def ppo_update(
+    policy,
+    optimizer,
+    data: dict,
+    cfg: PPOConfig,
+    generator: torch.Generator,
+    kl_coef: float | None = None,
+    target_kl: float = 0.0,
+) -> dict:
     """``cfg.epochs`` passes over ``data`` (flat ``[M, ...]`` tensors) in ``cfg.minibatches`` shuffled
-    minibatches, one gradient step each. Returns the loss values averaged over all steps and, for
-    the whole update, how far it moved the policy: ``approx_kl`` and ``clip_fraction`` measured on
-    ``data`` after the last step."""
-    size = len(data["obs"])
+    minibatches, one gradient step each, on :func:`ppo_loss` (with the KL penalty β = ``kl_coef``
+    when given, against a frozen copy of the policy taken before the first step).
+
+    Early stopping: with ``target_kl > 0``, after every minibatch step the approx KL of the whole
+    batch (``losses.approx_kl``, eq. 4.4) is measured under the new parameters; the first time it
+    exceeds ``target_kl`` the update ends there (no further minibatch, no further epoch). The step
+    that crossed the threshold is kept, so the KL of such an update is just above ``target_kl``.
+
+    Returns the loss values averaged over the steps taken; ``minibatch_steps``, the number taken;
+    and, for the whole update, how far it moved the policy, measured on ``data`` after the last
+    step: ``approx_kl``, ``clip_fraction`` and ``max_ratio_dev`` = max ``|r − 1|``; with the
+    penalty also ``kl``, the exact mean of :func:`state_kl` over the batch's states (the paper's d).
+    """
+    old_policy = copy.deepcopy(policy) if kl_coef is not None else None
     totals: dict[str, float] = {}
     steps = 0
-    for _ in range(cfg.epochs):
-        for idx in torch.randperm(size, generator=generator).chunk(cfg.minibatches):
-            loss, stats = ppo_loss(policy, {k: v[idx] for k, v in data.items()}, cfg)
-            stats["grad_norm"] = gradient_step(optimizer, loss, cfg.max_grad_norm)
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            steps += 1
-    with torch.no_grad():
-        logp, _, _ = policy.evaluate_actions(data["obs"], data["actions"])
-    return {
+    for idx in minibatch_indices(len(data["obs"]), cfg, generator):
+        mb = {k: v[idx] for k, v in data.items()}
+        loss, stats = ppo_loss(policy, mb, cfg, kl_coef, old_policy)
+        stats["grad_norm"] = gradient_step(optimizer, loss, cfg.max_grad_norm)
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value
+        steps += 1
+        if target_kl > 0 and batch_kl(policy, data) > target_kl:
+            break
+    logp = batch_log_probs(policy, data)
+    stats = {
         **{key: value / steps for key, value in totals.items()},
+        "minibatch_steps": steps,
         "approx_kl": losses.approx_kl(logp, data["logp"]),
         "clip_fraction": losses.clip_fraction(logp, data["logp"], cfg.clip_eps),
+        "max_ratio_dev": losses.max_ratio_deviation(logp, data["logp"]),
     }
+    if old_policy is not None:
+        with torch.no_grad():
+            stats["kl"] = state_kl(old_policy, policy, data["obs"]).mean().item()
+    return stats
+
+
+def adapted_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
+    """The adaptive penalty's rule (Schulman et al. 2017, §4; notebook 04, eq. 4.6), applied after
+    each update with that update's KL ``kl`` (the exact mean KL over the batch's states): β × 2
+    when ``kl > 1.5 · d_targ``, β / 2 when ``kl < d_targ / 1.5``, else β unchanged. Returns the β
+    of the next update."""
+    if kl > 1.5 * kl_target:
+        return kl_coef * 2
+    if kl < kl_target / 1.5:
+        return kl_coef / 2
+    return kl_coef
 
 
 def train_ppo(
@@ -139,6 +241,7 @@ def train_ppo(
     policy, collector = agent.policy, agent.collector
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
     history = History(meta={"algorithm": "ppo", "config": cfg.__dict__})
+    kl_coef = cfg.kl_coef if cfg.kl_penalty > 0 else None  # β of the penalty variant
 
     with Interruptible() as run:
         while collector.env_steps < cfg.total_steps:
@@ -148,8 +251,13 @@ def train_ppo(
             batch = collector.collect(cfg.rollout_steps)
             # 2. Advantages Â_t by GAE(λ) from the critic's values (notebook 03).
             data = gae_data(batch, cfg)
-            # 3. Several epochs of minibatch ascent on L^CLIP (and descent on the value loss).
-            stats = ppo_update(policy, optimizer, data, cfg, agent.generator)
+            # 3. Several epochs of minibatch ascent on L^CLIP (or L^KLPEN), descent on the value loss.
+            stats = ppo_update(
+                policy, optimizer, data, cfg, agent.generator, kl_coef, cfg.target_kl
+            )
+            if kl_coef is not None:  # 4. (penalty variant) adapt β to the KL this update reached
+                stats["kl_coef"] = kl_coef
+                kl_coef = adapted_kl_coef(kl_coef, stats["kl"], cfg.kl_penalty)
             history.log_episodes(batch.episode_returns, batch.episode_lengths, batch.env_steps)
             history.log_update(
                 env_steps=batch.env_steps,

@@ -35,7 +35,7 @@ SCREENSHOT_MAX_HEIGHT = 16_000  # px; Chromium's headless screenshots stay relia
 # Figures each notebook shows at least, counted in a headless run of the fast profile: the cells'
 # image/png outputs plus the images inside widget Output areas (the explorers of 01 and 05 draw one).
 MIN_IMAGES = {
-    "01_policy_gradient_theorem": 6,
+    "01_policy_gradient_theorem": 7,
     "02_reinforce": 2,
     "03_actor_critic": 3,
     "04_ppo": 5,
