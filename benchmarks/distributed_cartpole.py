@@ -197,6 +197,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--part", choices=("learn", "scaling", "both"), default="both")
     parser.add_argument(
+        "--algos", nargs="+", choices=tuple(LEARNERS), default=list(LEARNERS), metavar="ALGO"
+    )
+    parser.add_argument(
         "--variants", nargs="+", choices=tuple(SCALING), default=list(SCALING), metavar="VARIANT"
     )
     return parse_checked(parser, argv)
@@ -209,7 +212,7 @@ def main(argv=None) -> None:
     runs, tables = [], []
     if args.part in ("learn", "both"):
         for seed in seeds:
-            for algo in LEARNERS:
+            for algo in args.algos:
                 row = learn_run(algo, seed, args.quick)
                 runs.append(row)
                 print(

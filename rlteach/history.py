@@ -122,3 +122,49 @@ def _jsonable(value):
     if isinstance(value, (tuple, set)):
         return list(value)
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# When a run first reaches a return level (notebook 06: sample efficiency and time against W).
+
+
+def steps_to(history: History, level: float, last: int = 20) -> float:
+    """Env steps at which the mean of the last ``last`` training returns first reaches ``level``
+    (:meth:`History.first_reaching`); NaN if it never does."""
+    row = history.first_reaching(level, last)
+    return math.nan if row is None else float(row["env_steps"])
+
+
+def seconds_to(history: History, level: float, last: int = 20) -> float:
+    """Seconds of training until :func:`steps_to`'s episode: its ``wall_time`` minus the run's
+    start-up (``meta["startup_seconds"]``, the first worker report of a distributed run; 0 for a
+    single-process run). NaN if the level is never reached."""
+    row = history.first_reaching(level, last)
+    if row is None:
+        return math.nan
+    return row["wall_time"] - history.meta.get("startup_seconds", 0.0)
+
+
+def env_steps_per_second(history: History) -> float:
+    """Throughput after start-up: env steps between the first and the last update row divided by
+    the wall-clock seconds between them (NaN with fewer than two updates)."""
+    steps, times = history.column("env_steps", "updates"), history.column("wall_time", "updates")
+    if len(steps) < 2 or times[-1] <= times[0]:
+        return math.nan
+    return float((steps[-1] - steps[0]) / (times[-1] - times[0]))
+
+
+class StopAtReturn:
+    """A training callback that ends the run once the mean of the last ``last`` training returns
+    is at least ``level``: it raises ``KeyboardInterrupt`` once, the path the kernel's ■ takes, so
+    the trainer stops its workers and returns what it has learned (``interrupted=True``). The run
+    up to that point is the one it would have been without the callback."""
+
+    def __init__(self, level: float, last: int = 20):
+        self.level, self.last, self.fired = level, last, False
+
+    def __call__(self, history: History) -> None:
+        enough = len(history.episodes) >= self.last
+        if enough and not self.fired and history.recent_mean_return(self.last) >= self.level:
+            self.fired = True
+            raise KeyboardInterrupt

@@ -313,8 +313,11 @@ def set_flat_parameters(model: nn.Module, vector: np.ndarray) -> None:
         raise ValueError(
             f"vector has {vector.numel()} entries, the model has {expected} parameters"
         )
-    with torch.no_grad():
-        torch.nn.utils.vector_to_parameters(vector, model.parameters())
+    with torch.no_grad():  # copy into each parameter's own storage: no aliasing of ``vector``
+        offset = 0
+        for p in model.parameters():
+            p.copy_(vector[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
 
 
 def flat_gradient(model: nn.Module) -> np.ndarray:

@@ -810,14 +810,19 @@ def diagnostic_bands(runs: dict, keys, levels: dict | None = None, title: str = 
     return fig
 
 
+def mean_range(values, digits: int = 3) -> str:
+    """``"mean [min, max]"`` of ``values`` with ``digits`` significant digits: a table cell."""
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.{digits}g} [{values.min():.{digits}g}, {values.max():.{digits}g}]"
+
+
 def seed_table(runs: dict, keys, last: int = 50, digits: int = 3) -> Table:
     """One row per label of ``runs`` (label → list of Histories, one per seed): for each update
     field in ``keys`` its median over the updates of a run, then the mean return of the last
     ``last`` episodes; each cell is the mean over seeds with the [min, max] over seeds."""
 
     def cell(values):
-        values = np.asarray(values, dtype=float)
-        return f"{values.mean():.{digits}g} [{values.min():.{digits}g}, {values.max():.{digits}g}]"
+        return mean_range(values, digits)
 
     rows = []
     for label, histories in runs.items():
@@ -828,6 +833,25 @@ def seed_table(runs: dict, keys, last: int = 50, digits: int = 3) -> Table:
         rows.append(row)
     headers = ["run", "seeds", *(f"median {k}" for k in keys), f"return, last {last} episodes"]
     return Table(rows, headers)
+
+
+def seed_metrics(runs: dict, metrics: dict, digits: int = 3) -> Table:
+    """One row per label of ``runs`` (label → list of Histories, one per seed), one column per
+    entry of ``metrics`` (name → ``f(history) -> float``): the mean over seeds with the [min, max]
+    (:func:`mean_range`). A NaN (e.g. a level never reached) is left out of the mean and counted:
+    the cell then says in how many seeds it was missing."""
+    rows = []
+    for label, histories in runs.items():
+        histories = _as_histories(label, histories)
+        row = [label, str(len(histories))]
+        for metric in metrics.values():
+            values = np.array([metric(h) for h in histories], dtype=float)
+            found = values[~np.isnan(values)]
+            cell = mean_range(found, digits) if len(found) else "—"
+            missing = len(values) - len(found)
+            row.append(cell + (f" (none in {missing} of {len(values)})" if missing else ""))
+        rows.append(row)
+    return Table(rows, ["run", "seeds", *metrics])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -847,24 +871,50 @@ def staleness_histogram(staleness, ax=None, title: str = "staleness of the pushe
     return fig
 
 
+def _measured_points(ax, workers, values, color, label) -> np.ndarray:
+    """Mean over repeats (rows of ``values [R, K]``, or one row ``[K]``) as dots, with the range
+    (min to max) as error bars when there is more than one repeat; returns the mean ``[K]``."""
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    mean = values.mean(0)
+    spread = (mean - values.min(0), values.max(0) - mean) if len(values) > 1 else None
+    suffix = f", mean and range of {len(values)} repeats" if len(values) > 1 else ""
+    ax.errorbar(
+        workers,
+        mean,
+        yerr=spread,
+        fmt="o",
+        color=color,
+        ms=7,
+        capsize=4,
+        label=f"{label} (measured{suffix})",
+    )
+    return mean
+
+
+def _cores_line(ax, cores: int | None) -> None:
+    if cores:
+        ax.axvline(cores, color="grey", ls="--", lw=1, label=f"os.cpu_count() = {cores} cores")
+
+
 def scaling(
     workers,
     rates: dict,
     serial_fractions: dict | None = None,
     ax=None,
     title: str = "samples per second vs workers",
+    cores: int | None = None,
 ):
     """Measured throughput against the number of workers, one line per setting (``rates``: label →
-    samples/s per entry of ``workers``), with the ideal linear speed-up and, when
+    samples/s per entry of ``workers``, ``[K]``, or per repeat ``[R, K]``: mean and range shown),
+    with the ideal linear speed-up, a dashed line at ``cores`` when given and, when
     ``serial_fractions`` (label → s) are given, Amdahl's curve ``r₁ / (s + (1 − s)/W)``."""
     from rlteach.distributed.patterns import amdahl_speedup
 
-    fig, ax = _axis(ax, width=6.0)
+    fig, ax = _axis(ax, width=8.0, height=5.0)
     w = np.asarray(workers, dtype=float)
     dense = np.linspace(1, w.max(), 100)
     for color, (label, rate) in zip(cycle(Palette), rates.items()):
-        rate = np.asarray(rate, dtype=float)
-        ax.plot(w, rate, "o", color=color, ms=7, label=f"{label} (measured)")
+        rate = _measured_points(ax, w, rate, color, label)
         ax.plot(dense, rate[0] * dense, ":", color=color, lw=1, label=f"{label}: linear speed-up")
         if serial_fractions and label in serial_fractions:
             s = serial_fractions[label]
@@ -875,11 +925,89 @@ def scaling(
                 color=color,
                 label=f"{label}: Amdahl, serial fraction {s:.2f}",
             )
+    _cores_line(ax, cores)
+    ax.set_xticks(w)
     ax.set_xlabel("workers W")
     ax.set_ylabel("samples per second")
     ax.set_yscale("log")
     ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2)
+    return fig
+
+
+def scaling_law(result, ax=None, title: str = "", cores: int | None = None):
+    """One :class:`~rlteach.distributed.patterns.Scaling` measurement against its law: the speed-up
+    ``S(W)`` (mean and range over the repeats), the ideal ``S = W``, and the law — Amdahl (5.2) for
+    fixed work, Gustafson (5.3) for growing work — with the serial fraction measured directly
+    (serial time / time of the 1-worker run) and the one fitted to the speed-ups (mean of the
+    repeats' fits; needs two worker counts). Fixed work also gets a samples-per-second axis."""
+    fig, ax = _axis(ax, width=5.0)
+    w = result.workers.astype(float)
+    dense = np.linspace(1, w.max(), 100)
+    _measured_points(ax, w, result.speedups, Palette[0], "speed-up")
+    ax.plot(dense, dense, ":", color="grey", lw=1, label="linear: S = W")
+    law = result.workload.law
+    measured = result.measured_serial_fraction.mean()
+    ax.plot(
+        dense,
+        result.predicted_speedup(measured, dense),
+        "--",
+        color=Palette[2],
+        label=f"{law}, measured s = {measured:.2f}",
+    )
+    if len(w) > 1:
+        fitted = result.fitted_serial_fraction.mean()
+        ax.plot(
+            dense,
+            result.predicted_speedup(fitted, dense),
+            "-",
+            color=Palette[1],
+            label=f"{law}, fitted s = {fitted:.2f}",
+        )
+    if result.workload.work == "fixed":  # the same samples at every W: rate = rate(1) · S
+        rate1 = result.rates[:, 0].mean()
+        ax.secondary_yaxis(
+            "right", functions=(lambda s: s * rate1, lambda r: r / rate1)
+        ).set_ylabel("samples per second")
+    _cores_line(ax, cores)
+    ax.set_xticks(w)
+    ax.set_xlabel("workers W")
+    ax.set_ylabel("speed-up S(W)")
+    ax.set_title(title or f"{result.workload.work} work: {law}")
     ax.legend(fontsize="small")
+    return fig
+
+
+def scaling_table(results: dict, digits: int = 3) -> Table:
+    """One row per label → :class:`~rlteach.distributed.patterns.Scaling` of ``results``: its law,
+    the speed-up at each worker count above 1, the serial fraction fitted with the law and the one
+    measured directly; each cell the mean [min, max] over the repeats."""
+    first = next(iter(results.values()))
+    rows = [
+        [
+            label,
+            result.workload.law,
+            *(mean_range(column, digits) for column in result.speedups.T[1:]),
+            mean_range(result.fitted_serial_fraction, digits),
+            mean_range(result.measured_serial_fraction, digits),
+        ]
+        for label, result in results.items()
+    ]
+    headers = [
+        "experiment",
+        "law",
+        *(f"S(W={w})" for w in first.workers[1:]),
+        "s fitted",
+        "s measured",
+    ]
+    return Table(rows, headers)
+
+
+def scaling_laws(results: dict, cores: int | None = None):
+    """:func:`scaling_law` side by side for each label → ``Scaling`` of ``results``."""
+    fig, axes = figure(ncols=len(results), width=5.0)
+    for ax, (label, result) in zip(np.atleast_1d(axes), results.items(), strict=True):
+        scaling_law(result, ax=ax, title=label, cores=cores)
     return fig
 
 
@@ -911,6 +1039,101 @@ def traffic(measured: dict, params: int, ax=None, title: str = ""):
     ax.set_ylim(bottom=0)
     ax.legend(fontsize="small")
     return fig
+
+
+def _cluster_sizes(workers):
+    """The W axis of the link plots: ``workers`` or 2…1000, spaced evenly on a log scale."""
+    if workers is None:
+        return np.unique(np.geomspace(2, 1000, 80).astype(int))
+    return np.asarray(workers, dtype=int)
+
+
+def _mark_workers(ax, at) -> None:
+    if at is not None:
+        ax.axvline(at, color="0.4", lw=1, ls="-.", label=f"W = {at}")
+
+
+def update_bytes(params: int, workers=None, at: int | None = None, ax=None, title: str = ""):
+    """Megabytes per update at the busiest process against W (log–log), by the arithmetic of
+    :func:`~rlteach.distributed.traffic.traffic_per_update` (eqs. 8.1–8.2), for a model of
+    ``params`` float32 values; ``at`` marks one W."""
+    from rlteach.distributed.traffic import SCHEMES, traffic_per_update
+
+    fig, ax = _axis(ax, width=6.0)
+    w = _cluster_sizes(workers)
+    for color, scheme in zip(Palette, SCHEMES, strict=False):
+        busiest = [traffic_per_update(scheme, int(n), params)["busiest"] / 1e6 for n in w]
+        ax.plot(w, busiest, "-", color=color, label=scheme)
+    _mark_workers(ax, at)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("workers W")
+    ax.set_ylabel("MB per update at the busiest process")
+    ax.set_title(title or f"sent + received per update, P = {params:,}")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def update_seconds(
+    params: dict,
+    alpha: float,
+    beta: float,
+    duplex: bool = True,
+    workers=None,
+    at: int | None = None,
+    ax=None,
+    title: str = "",
+):
+    """Seconds per update at the busiest link against W (log–log) in the α–β model of
+    :func:`~rlteach.distributed.traffic.link_seconds` (eqs. 8.4 and 8.6): for each model size
+    (``params``: label → P) the ring all-reduce (solid) and the synchronous parameter server
+    (dashed), and once the ring's latency term ``2(W − 1)α`` alone (black, dotted: the same for
+    every P). ``at`` marks one W."""
+    from rlteach.distributed.traffic import link_seconds
+
+    fig, ax = _axis(ax, width=6.0)
+    w = _cluster_sizes(workers)
+    for color, (label, size) in zip(cycle(Palette), params.items()):
+        for scheme, style in (("all-reduce", "-"), ("parameter server", "--")):
+            times = [link_seconds(scheme, int(n), size, alpha, beta, duplex)["seconds"] for n in w]
+            ax.plot(w, times, style, color=color, label=f"{label}: {scheme}")
+    latency = [link_seconds("all-reduce", int(n), 1, alpha, beta)["latency"] for n in w]
+    ax.plot(w, latency, ":", color="black", lw=2, label="ring latency term 2(W−1)α")
+    _mark_workers(ax, at)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("workers W")
+    ax.set_ylabel("seconds per update at the busiest link")
+    link = "full duplex" if duplex else "half duplex"
+    ax.set_title(title or f"α = {alpha * 1e6:g} µs, β = {beta / 1e9:g} GB/s, {link}")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _readable(value: float) -> str:
+    """Three significant digits without exponents: 0.233, 14.4, 2,000, 160,000."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def link_table(params: dict, workers=(10, 100, 1000), duplex: bool = True) -> Table:
+    """Bytes and seconds per update at the busiest process for each model size (``params``: label
+    → P) and each W, by :func:`~rlteach.distributed.traffic.link_table` (eqs. 8.1–8.2 and the α–β
+    model's 8.4 and 8.6 at its default α and β), with the latency's share of the ring's time."""
+    from rlteach.distributed.traffic import link_table as rows_for
+
+    rows = [
+        [
+            label,
+            f"{size:,}",
+            row["W"],
+            *(_readable(row[k]) for k in ("server MB", "ring MB per rank", "server ms", "ring ms")),
+            f"{row['ring: latency share']:.1%}",
+        ]
+        for label, size in params.items()
+        for row in rows_for(size, workers, duplex=duplex)
+    ]
+    headers = ["model", "P", "W", "server MB", "ring MB per rank", "server ms", "ring ms"]
+    return Table(rows, [*headers, "ring: latency share"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1008,3 +1231,77 @@ def distributed_dashboard(history, title: str = ""):
     summary = run_summary(history)
     fig.suptitle(f"{title} — {summary}" if title else summary)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 06: on-policy data and staleness.
+
+
+def staleness_outcomes(sweep: dict, last: int = 50) -> dict:
+    """Per injected staleness ``k`` of ``sweep`` (k → list of Histories, one per seed) the pair
+    ``(returns[S], kls[S])``: each seed's mean return over its last ``last`` episodes and its mean
+    ``kl_stale`` = KL(π_{θ_t} ‖ π_{θ_{t−k}}) over its updates (0 at k = 0, where θ_{t−k} is θ_t and
+    the worker does not measure it)."""
+    outcomes = {}
+    for k in sorted(sweep):
+        histories = _as_histories(k, sweep[k])
+        returns = np.array([h.recent_mean_return(last) for h in histories])
+        kls = np.array([np.mean(h.column("kl_stale", "updates")) if k else 0.0 for h in histories])
+        outcomes[k] = (returns, kls)
+    return outcomes
+
+
+def staleness_sweep(runs: dict, last: int = 50, title: str = ""):
+    """Return (left) and ``KL(π_{θ_t} ‖ π_{θ_{t−k}})`` (right) against the injected staleness k.
+
+    ``runs`` maps a label (e.g. "stale gradient") to a sweep, k → list of Histories (one per seed),
+    summarised by :func:`staleness_outcomes`: dots are seeds, the line joins their means and the
+    bars span min–max over seeds. The k are placed on evenly spaced ticks."""
+    ks = sorted({k for sweep in runs.values() for k in sweep})
+    position = {k: i for i, k in enumerate(ks)}
+    fig, (left, right) = figure(ncols=2, width=4.6, height=3.4)
+    for i, (color, (label, sweep)) in enumerate(zip(cycle(Palette), runs.items())):
+        outcomes = staleness_outcomes(sweep, last)
+        shift = 0.08 * (i - (len(runs) - 1) / 2)  # labels side by side at each k
+        xs = np.array([position[k] for k in outcomes]) + shift
+        for ax, part in ((left, 0), (right, 1)):
+            values = [outcomes[k][part] for k in outcomes]
+            means = np.array([v.mean() for v in values])
+            lows, highs = np.array([v.min() for v in values]), np.array([v.max() for v in values])
+            for x, v in zip(xs, values, strict=True):
+                ax.plot(np.full(len(v), x), v, ".", color=color, alpha=0.5, ms=5)
+            seeds = max(len(v) for v in values)
+            ax.errorbar(
+                xs,
+                means,
+                yerr=(means - lows, highs - means),
+                color=color,
+                marker="o",
+                capsize=3,
+                label=f"{label} (mean, min–max of {seeds} seeds)",
+            )
+    for ax, ylabel in (
+        (left, f"return, last {last} episodes"),
+        (right, r"mean $\mathrm{KL}(\pi_{\theta_t} \,\|\, \pi_{\theta_{t-k}})$ per update"),
+    ):
+        ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+        ax.set_xlabel("injected staleness k (server versions)")
+        ax.set_ylabel(ylabel)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", fontsize="small")
+    left.set_title("what the stale gradients learn", fontsize="medium")
+    right.set_title("how far behind the acting policy is", fontsize="medium")
+    fig.suptitle(title)
+    return fig
+
+
+def staleness_table(runs: dict, last: int = 50) -> Table:
+    """The numbers behind :func:`staleness_sweep`: one row per label and k with each seed's return
+    over its last ``last`` episodes, their mean, and the mean KL over seeds with its [min, max]."""
+    rows = []
+    for label, sweep in runs.items():
+        for k, (returns, kls) in staleness_outcomes(sweep, last).items():
+            per_seed = ", ".join(f"{r:.0f}" for r in returns)
+            kl = f"{kls.mean():.2g} [{kls.min():.2g}, {kls.max():.2g}]"
+            rows.append((label, k, per_seed, returns.mean(), kl))
+    headers = ["", "k", f"return per seed, last {last} episodes", "mean", "KL(π_θt ‖ π_θt−k)"]
+    return Table(rows, headers, digits=3)

@@ -219,6 +219,49 @@ def clip_explorer(clip_eps: float = 0.2) -> W.VBox:
     )
 
 
+def link_explorer(params: int = 1_000_000, workers: int = 100) -> W.VBox:
+    """Notebook 08, section 2: the number of workers W, the model size P, the link's latency α and
+    duplex on the bytes (eqs. 8.1–8.2) and the seconds (α–β model, eqs. 8.3–8.6) of one update at
+    the busiest process, parameter server against ring all-reduce, at β = 10 Gbit/s. Analytic:
+    each redraw evaluates the formulas, no process is started."""
+    from rlteach.distributed.traffic import LINK_BETA, link_seconds
+
+    def draw(workers, params, alpha_us, duplex):
+        params, alpha = int(params), alpha_us * 1e-6
+        ring = link_seconds("all-reduce", workers, params, alpha, LINK_BETA, duplex)
+        server = link_seconds("parameter server", workers, params, alpha, LINK_BETA, duplex)
+        fig, (left, right) = plots.figure(ncols=2, width=5.2)
+        plots.update_bytes(params, at=workers, ax=left)
+        plots.update_seconds(
+            {f"P = {params:,}": params}, alpha, LINK_BETA, duplex, at=workers, ax=right
+        )
+        fig.suptitle(
+            f"W = {workers}: ring {ring['seconds'] * 1e3:.3g} ms "
+            f"({ring['latency'] / ring['seconds']:.0%} latency), "
+            f"server {server['seconds'] * 1e3:.3g} ms per update"
+        )
+        return fig
+
+    return live_panel(
+        draw,
+        title="Parameter server vs ring all-reduce: bytes and seconds per update",
+        workers=_slider(W.IntSlider, value=workers, min=2, max=1000, description="workers W"),
+        params=_slider(
+            W.FloatLogSlider, value=params, base=10, min=3, max=9, step=0.25, description="params P"
+        ),
+        alpha_us=_slider(
+            W.FloatLogSlider,
+            value=10.0,
+            base=10,
+            min=0,
+            max=3,
+            step=0.25,
+            description="latency α (µs)",
+        ),
+        duplex=W.Checkbox(value=True, description="full duplex"),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Controls generated from a config dataclass, and the training panel built on them.
 
@@ -335,6 +378,11 @@ class TrainingPanel(W.VBox):
     result in ``panel.result`` and ``panel.results`` (every run, to compare them). An invalid value
     is reported in the status line; nothing is trained.
 
+    ``choices`` offers keyword arguments of ``train_fn`` that are not config fields, each as a
+    dropdown (name → allowed values, the first preselected), e.g. ``choices={"backend": ("local",
+    "ray", "torchrun")}`` for :func:`~rlteach.run_dppo`: Train then calls
+    ``train_fn(config, callback=live, backend=...)``.
+
     Stopping: training runs in the kernel's main thread, so the panel cannot react to a click
     while it runs; to stop early, interrupt the kernel (■). The trainer turns the interrupt into a
     partial result (``result.interrupted``), which the panel keeps and says so.
@@ -349,6 +397,7 @@ class TrainingPanel(W.VBox):
         config=None,
         live_interval: float = 0.5,
         draw=None,
+        choices: dict | None = None,
     ):
         self.train_fn = train_fn
         self.draw = draw  # the live figure: plots.learning_dashboard unless given
@@ -357,6 +406,12 @@ class TrainingPanel(W.VBox):
         self.title = title
         self.live_interval = live_interval
         self.controls = config_controls(config_cls, include, self.base_config)
+        self.choices = {
+            name: W.Dropdown(
+                options=list(allowed), value=allowed[0], description=name, style=_slider_style()
+            )
+            for name, allowed in (choices or {}).items()
+        }
         self.button = W.Button(description="Train", button_style="primary", icon="play")
         self.button.on_click(lambda _button: self.train())
         self.status = W.Label()
@@ -369,7 +424,10 @@ class TrainingPanel(W.VBox):
         super().__init__(
             [
                 *header,
-                W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap")),
+                W.HBox(
+                    [*self.controls.values(), *self.choices.values()],
+                    layout=W.Layout(flex_flow="row wrap"),
+                ),
                 W.HBox([self.button, self.status]),
                 W.HTML(f"<small>{html.escape(_HELP_STOP)}</small>"),
                 self.plot,
@@ -408,7 +466,8 @@ class TrainingPanel(W.VBox):
         with self.output:
             self.output.clear_output()
             try:
-                result = self.train_fn(config, callback=self.live)
+                chosen = {name: control.value for name, control in self.choices.items()}
+                result = self.train_fn(config, callback=self.live, **chosen)
             except Exception:
                 self._say("training failed: the error is shown below", error=True)
                 raise  # in a kernel the output area shows the traceback and swallows it
@@ -424,32 +483,47 @@ class TrainingPanel(W.VBox):
         self.status.style.text_color = "#b00020" if error else None
 
 
-def distributed_explorer(steps_per_worker: int = 1000, rounds: int = 30) -> W.VBox:
-    """Notebook 05, section 5: workers, env delay and sync/async; each change reruns two small
-    experiments with real processes — the staleness of a parameter-server run in the chosen mode,
-    and the samples per second of W workers on a CartPole with the chosen per-step delay."""
+def distributed_explorer(steps: int = 600, rounds: int = 30) -> W.VBox:
+    """Notebook 05, section 5: workers, env delay and its kind, learner time and sync/async; each
+    change reruns two small experiments with real processes — the staleness of a parameter-server
+    run of ``rounds`` rounds in the chosen mode (left), and a fixed amount of work (``steps`` env
+    steps in two rounds, each followed by the serial learner update) done by 1 … W workers, its
+    speed-up and samples per second drawn against Amdahl's law (5.2) (right)."""
+    import os
+
     from rlteach.distributed import patterns
 
-    def draw(workers, delay_ms, mode):
+    def draw(workers, delay_ms, delay_kind, learner_ms, mode):
         run = patterns.staleness_run(workers=workers, rounds=rounds, mode=mode)
-        speed = patterns.sampling_throughput(
-            "CartPole-v1", workers, steps_per_worker, delay=delay_ms / 1000
+        load = patterns.Workload(
+            "fixed",
+            steps,
+            rounds=2,
+            learner_seconds=learner_ms / 1000,
+            delay=delay_ms / 1000,
+            delay_kind=delay_kind,
         )
-        fig, (left, right) = plots.figure(ncols=2, width=4.6)
+        scaling = patterns.measure_scaling({"": load}, range(1, workers + 1), repeats=1)[""]
+        fig, (left, right) = plots.figure(ncols=2, width=5.0)
         plots.staleness_histogram(run.staleness, ax=left, title=f"{mode}, {workers} workers")
-        right.bar(["pooled"], [speed["samples_per_second"]], color=plots.Palette[2])
-        right.set_ylabel("samples per second")
-        right.set_title(
-            f"{workers} workers, {delay_ms:g} ms per step: {speed['samples_per_second']:.0f}/s"
+        plots.scaling_law(
+            scaling,
+            ax=right,
+            title=f"{steps} steps, {delay_ms:g} ms {delay_kind} each, {learner_ms:g} ms learner",
+            cores=os.cpu_count(),
         )
         return fig
 
     return live_panel(
         draw,
         title="Parameter server and parallel sampling",
-        workers=_slider(W.IntSlider, value=2, min=1, max=8, description="workers"),
+        workers=_slider(W.IntSlider, value=4, min=1, max=8, description="workers"),
         delay_ms=_slider(
             W.FloatSlider, value=1.0, min=0.0, max=5.0, step=0.5, description="delay (ms)"
+        ),
+        delay_kind=W.ToggleButtons(options=["sleep", "busy"], value="sleep", description="delay"),
+        learner_ms=_slider(
+            W.FloatSlider, value=20.0, min=0.0, max=100.0, step=10.0, description="learner (ms)"
         ),
         mode=W.ToggleButtons(options=["sync", "async"], value="async", description="server"),
     )

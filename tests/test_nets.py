@@ -9,7 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from rlteach.nets import ActorCritic, CategoricalPolicy, GaussianPolicy, ValueFunction, mlp
+from rlteach.nets import (
+    ActorCritic,
+    CategoricalPolicy,
+    GaussianPolicy,
+    ValueFunction,
+    flat_parameters,
+    mlp,
+    set_flat_parameters,
+)
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (3,))
 DISCRETE = gym.spaces.Discrete(4)
@@ -242,3 +250,17 @@ def test_evaluate_actions_matches_the_distribution_objects():
             dist.log_prob(actions).sum(), next(model.actor.parameters())
         )
         torch.testing.assert_close(grad_fast, grad_dist)
+
+
+def test_set_flat_parameters_copies_and_does_not_alias_the_vector():
+    """Loading θ must copy it: a later optimizer step on the model may not write into the caller's
+    vector (a worker keeps pulled vectors, e.g. to compute θ' − θ_pulled)."""
+    model = torch.nn.Linear(3, 2)
+    theta = np.arange(8, dtype=np.float32)
+    set_flat_parameters(model, theta)
+    np.testing.assert_array_equal(flat_parameters(model), theta)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    np.testing.assert_array_equal(theta, np.arange(8, dtype=np.float32))
+    np.testing.assert_array_equal(flat_parameters(model), theta + 1)

@@ -163,3 +163,21 @@ def test_a_log_field_with_an_open_or_zero_end_spans_three_decades_around_its_val
     slider = widgets.config_controls(Open)["lr"]
     assert (slider.min, slider.max) == (pytest.approx(-6), pytest.approx(0))
     assert math.isclose(slider.value, 1e-3)
+
+
+def test_choices_offer_keyword_arguments_of_the_trainer_that_are_not_config_fields():
+    calls = []
+
+    def trainer(config, callback=None, backend="local"):
+        calls.append(backend)
+        return FakeTrainer(updates=1)(config, callback=callback)
+
+    backends = ("local", "ray", "torchrun")
+    panel = widgets.TrainingPanel(trainer, ToyConfig, include=["lr"], choices={"backend": backends})
+    dropdown = panel.choices["backend"]
+    assert isinstance(dropdown, W.Dropdown) and tuple(dropdown.options) == backends
+    assert dropdown.value == "local" and dropdown in panel.children[0].children
+    panel.train()
+    dropdown.value = "torchrun"
+    panel.train()
+    assert calls == ["local", "torchrun"] and "backend" not in panel.values()

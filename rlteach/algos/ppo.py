@@ -31,6 +31,8 @@ from rlteach.algos.common import (
 from rlteach.config import make_config, setting
 from rlteach.history import History
 
+ADAM_EPS = 1e-5  # Adam's ε in PPO implementations (torch's default is 1e-8); DPPO's server uses it
+
 
 @dataclass(frozen=True)
 class PPOConfig:
@@ -239,7 +241,7 @@ def train_ppo(
     one_thread()
     agent = build_agent(cfg.env_id, cfg.num_envs, cfg.seed, cfg.hidden, env_fn)
     policy, collector = agent.policy, agent.collector
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS, fused=True)
     history = History(meta={"algorithm": "ppo", "config": cfg.__dict__})
     kl_coef = cfg.kl_coef if cfg.kl_penalty > 0 else None  # β of the penalty variant
 

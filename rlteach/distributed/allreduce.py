@@ -211,9 +211,10 @@ def averaged_step(
     """One DD-PPO step on this rank; returns the seconds spent in the all-reduce.
 
     ``g_r = clip(∇_θ loss_r, max_grad_norm)`` on each rank ``r`` (0: no clipping; clipped before
-    averaging, as the parameter-server DPPO's workers do), then ``ḡ = (1/W) Σ_r g_r`` by one
-    all-reduce of the flat ``[P]`` gradient, written back to ``p.grad`` and applied by this rank's
-    ``optimizer``. ``ranks`` needs ``world`` and ``sum_(tensor)`` (see :class:`Ranks`).
+    averaging, where the parameter-server DPPO clips the average, notebook 07 §4), then
+    ``ḡ = (1/W) Σ_r g_r`` by one all-reduce of the flat ``[P]`` gradient, written back to
+    ``p.grad`` and applied by this rank's ``optimizer``. ``ranks`` needs ``world`` and
+    ``sum_(tensor)`` (see :class:`Ranks`).
     """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

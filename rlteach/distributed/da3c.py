@@ -6,17 +6,34 @@ not copies. ``average="gradients"`` pushes ``∇`` of the loss and the server's 
 average; ``average="parameters"`` lets each worker take its own step ``θ' = θ + α∇J`` (seed step 4)
 and push ``θ'``, and the server averages parameters (step 6: a sync round's mean; in async mode it
 adds each worker's change ``θ' − θ_pulled`` as it arrives, see :mod:`rlteach.distributed.runtime`).
+
+``staleness = k > 0`` injects a controlled staleness for the experiment of notebook 06 (on-policy
+data and staleness): each worker keeps the last ``k + 1`` parameter vectors it pulled, acts and
+differentiates with the one pulled ``k`` pulls ago, and pushes that gradient tagged with the version
+it pulled last, so the server applies it to its current θ. In sync mode every round is one pull and
+one push per worker, so the gradient applied to ``θ_t`` was computed from ``θ_{t−k}`` on data
+``π_{θ_{t−k}}`` collected (``θ_{max(t−k, 0)}``: ``θ_0`` during the first ``k`` rounds). In async mode the
+injected ``k`` pulls add to the natural staleness. The worker also reports ``kl_stale``, the mean
+over the batch's states of ``KL(π_{θ_t} ‖ π_{θ_{t−k}})`` (eq. 6.3 of notebook 06).
+``staleness_correction="importance"`` keeps the stale data but takes the gradient at the newest
+``θ_t``, weighting each sample by the truncated importance ratio ``min(ρ̄, π_{θ_t}(a|s)/μ(a|s))``,
+``μ = π_{θ_{t−k}}`` the policy that acted (eq. 6.5; PPO's ratio, notebook 04; IMPALA's ρ,
+Espeholt et al. 2018).
 """
 
 from __future__ import annotations
 
+import copy
 import time
+from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS, a2c_loss, estimate_advantages, make_optimizer
 from rlteach.algos.common import annealed, gradient_step, set_learning_rate
+from rlteach.algos.ppo import batch_log_probs, state_kl
 from rlteach.config import make_config, setting
 from rlteach.distributed.driver import (
     BACKENDS as PARAMETER_SERVER_BACKENDS,
@@ -28,7 +45,7 @@ from rlteach.distributed.driver import (
     worker_agent,
 )
 from rlteach.distributed.runtime import MODES, ServerConfig
-from rlteach.nets import flat_gradient, flat_parameters
+from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
 
 BACKENDS = PARAMETER_SERVER_BACKENDS  # where DA3C can run: local processes or Ray actors
 
@@ -76,25 +93,85 @@ class DA3CConfig:
     )
     eval_interval: float = setting(5.0, low=0.0, help="seconds between evaluations of θ (0: off)")
     eval_episodes: int = setting(5, low=1, help="episodes per evaluation of the global policy")
+    staleness: int = setting(
+        0,
+        low=0,
+        high=256,
+        help="injected staleness k: act and differentiate with the θ pulled k pulls ago (0: off)",
+    )
+    staleness_correction: str = setting(
+        "none",
+        choices=("none", "importance"),
+        help="importance: gradient at the newest θ on the stale data, weighted by min(ρ̄, π_θ/μ)",
+    )
+    rho_bar: float = setting(
+        1.0, low=0.0, low_inclusive=False, help="truncation ρ̄ of the importance weight"
+    )
     hidden: tuple = setting((64, 64), help="hidden layer widths")
     seed: int = setting(0, low=0, help="one integer seeds everything")
+
+
+class StalePolicy:
+    """A worker's injected staleness ``k``: the last ``k + 1`` pulled parameter vectors, the
+    newest one kept in ``fresh`` (a copy of the worker's network) to measure how far behind the
+    acting parameters are."""
+
+    def __init__(self, policy: ActorCritic, k: int):
+        self.fresh = copy.deepcopy(policy)
+        self.pulled: deque[np.ndarray] = deque(maxlen=k + 1)
+
+    def act_with_old(self, policy: ActorCritic) -> None:
+        """Right after a pull loaded ``θ_t`` into ``policy``: keep ``θ_t`` in ``fresh`` and load
+        ``θ_{t−k}``, the vector pulled ``k`` pulls ago (the oldest kept, early on), into ``policy``."""
+        theta = flat_parameters(policy)
+        self.pulled.append(theta)
+        set_flat_parameters(self.fresh, theta)  # copies: the kept vectors stay as pulled
+        set_flat_parameters(policy, self.pulled[0])
+
+    @torch.no_grad()
+    def kl(self, policy: ActorCritic, obs: torch.Tensor) -> float:
+        """``mean_s KL(π_{θ_t}(·|s) ‖ π_{θ_{t−k}}(·|s))`` over the states ``obs [M, obs_dim]``,
+        ``policy`` holding ``θ_{t−k}`` (eq. 6.3 of notebook 06)."""
+        return state_kl(self.fresh, policy, obs).mean().item()
+
+    def corrected(self, policy: ActorCritic, data: dict, cfg: DA3CConfig) -> dict:
+        """``data`` unchanged unless ``cfg.staleness_correction == "importance"``: then load ``θ_t``
+        back into ``policy`` and weight the advantages of ``data`` (flat ``[M]`` samples that
+        ``μ = π_{θ_{t−k}}`` collected; ``data["logp"]`` is ``log μ(a|s)``) by
+        ``ρ = min(ρ̄, π_{θ_t}(a|s) / μ(a|s))``, the policy-gradient weight of eq. 6.5. The advantages
+        stay those the stale critic gave; with ``normalize_advantages`` the loss then standardises
+        the weighted ones, ``ρ Â``."""
+        if cfg.staleness_correction == "none":
+            return data
+        set_flat_parameters(policy, self.pulled[-1])
+        rho = torch.exp(batch_log_probs(policy, data) - data["logp"]).clamp(max=cfg.rho_bar)
+        return {**data, "adv": rho * data["adv"]}
 
 
 def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
     """One DA3C agent (seed §3.1). Returns the env steps it took."""
     policy, collector = worker_agent(ctx, cfg, factories)  # its own environment instances
     local_optimizer = make_optimizer("adam", policy.parameters(), cfg.lr)
+    stale = StalePolicy(policy, cfg.staleness) if cfg.staleness else None
     budget = steps_per_worker(cfg)
     while collector.env_steps < budget and not ctx.stopping:
         # 1. (and 6.) Receive the global parameters θ, w from the server.
         version, pull_seconds = pull_into(ctx, policy)
         start = time.perf_counter()
+        if stale is not None:  # the experiment of notebook 06: act and learn with θ_{t−k}
+            stale.act_with_old(policy)
         # 2. Interact with this worker's environment instances under π_θ, recording trajectories.
         batch = collector.collect(cfg.rollout_steps)
         # 3. Advantages A(s_t, a_t) = r_t + γ V_w(s_{t+1}) − V_w(s_t) (or n-step / GAE).
         adv, ret = estimate_advantages(batch, cfg)
+        data = batch.flat(adv=adv, ret=ret)
+        if stale is not None:  # how far θ_{t−k} is behind θ_t; optionally correct for it
+            kl_stale = stale.kl(policy, data["obs"])
+            data = stale.corrected(policy, data, cfg)
         # 4. ∇θ J (and the critic's ∇w) from the actor-critic loss ...
-        loss, stats = a2c_loss(policy, batch.flat(adv=adv, ret=ret), cfg)
+        loss, stats = a2c_loss(policy, data, cfg)
+        if stale is not None:
+            stats["kl_stale"] = kl_stale
         if cfg.average == "gradients":
             policy.zero_grad()
             loss.backward()
@@ -122,6 +199,17 @@ def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
         )
     # 7. Repeat until the budget is spent.
     return collector.env_steps
+
+
+def check_staleness(cfg: DA3CConfig) -> DA3CConfig:
+    """``ValueError`` unless the injected staleness fits the rest of ``cfg``: it delays gradients,
+    so it needs ``average="gradients"``."""
+    if cfg.staleness and cfg.average != "gradients":
+        raise ValueError(
+            f"DA3CConfig.staleness = {cfg.staleness} needs average='gradients' (got "
+            f"{cfg.average!r}): the injected staleness delays the gradient a worker pushes"
+        )
+    return cfg
 
 
 def server_config(cfg: DA3CConfig) -> ServerConfig:
@@ -157,7 +245,7 @@ def run_da3c(
     the server's statistics in ``.history.meta``. A bad value raises ``ValueError`` before any
     process starts; a kernel interrupt returns the partial result.
     """
-    cfg = make_config(DA3CConfig, config, **overrides)
+    cfg = check_staleness(make_config(DA3CConfig, config, **overrides))
     return run_on_parameter_server(
         "da3c", da3c_worker, cfg, server_config(cfg), callback, env_fn, backend, address
     )

@@ -6,11 +6,19 @@ single-process PPO's :func:`~rlteach.algos.ppo.ppo_loss` and :func:`~rlteach.alg
 Two ways to combine workers, both in the seed's step 6:
 
 * ``average="gradients"`` (default) — the synchronous DPPO of Heess et al. (2017): every minibatch
-  step is a round; each worker pushes ``∇`` of its minibatch loss, the server averages the
+  step is a round; each worker pushes ``∇`` of its minibatch share's loss, the server averages the
   gradients and takes one Adam step, and every worker continues from the same θ. With
   ``drop_stragglers = D`` a round closes after the first ``W − D`` gradients (their rule for slow
   workers). Heess et al. used an adaptive KL penalty; the clipped objective here is the now-common
   variant.
+
+  One round is one step of single-process PPO (notebook 04) on the *global minibatch*, the union of
+  the W workers' shares: each worker pushes the gradient of its loss summed over its ``n_w``
+  samples with weight ``n_w``, so the server's mean is the per-sample mean over the union; the
+  server clips that mean to ``max_grad_norm`` and steps with PPO's Adam (ε = ``ADAM_EPS``). The one
+  remaining difference is advantage normalisation, per share instead of over the global minibatch
+  (it would need one more exchange per round); with ``normalize_advantages=False`` a round and the
+  large-batch step agree to float32 rounding (:func:`large_batch_difference`).
 * ``average="parameters"`` — the seed's literal steps 4–6: each worker runs the whole PPO update
   (all epochs) on its own data, pushes θ', and the server averages parameters. After several
   Adam steps this is *not* the same as averaging gradients (notebook 05 shows why).
@@ -22,13 +30,17 @@ between environment instances matter for it as for DA3C (notebook 07).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 
+import multiprocess as mp
+import numpy as np
 import torch
 
-from rlteach.algos.common import annealed, set_learning_rate
-from rlteach.algos.ppo import gae_data, ppo_loss, ppo_update
+from rlteach.algos.common import annealed, build_agent, gradient_step, set_learning_rate
+from rlteach.algos.ppo import ADAM_EPS, gae_data, minibatch_indices, ppo_loss, ppo_update
 from rlteach.config import make_config, setting
 from rlteach.distributed.driver import (
     BACKENDS as PARAMETER_SERVER_BACKENDS,
@@ -39,9 +51,12 @@ from rlteach.distributed.driver import (
     run_on_parameter_server,
     steps_per_worker,
     worker_agent,
+    worker_env_factories,
 )
-from rlteach.distributed.runtime import MODES, ServerConfig
-from rlteach.nets import flat_gradient, flat_parameters
+from rlteach.distributed.runtime import MODES, Server, ServerConfig, SharedParams
+from rlteach.envs import env_factory, make_vector_env
+from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
+from rlteach.rollout import Collector, evaluate
 
 BACKENDS = (*PARAMETER_SERVER_BACKENDS, "torchrun")  # torchrun: DD-PPO, no server
 
@@ -102,7 +117,7 @@ class DPPOConfig:
 def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
     """One DPPO node (seed §3.2). Returns the env steps it took."""
     policy, collector = worker_agent(ctx, cfg, factories)  # its own environment instances
-    local_optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    local_optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS)
     shuffle = torch.Generator().manual_seed(ctx.seed)
     budget = steps_per_worker(cfg)
     while collector.env_steps < budget and not ctx.stopping:
@@ -141,24 +156,34 @@ def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
 def gradient_rounds(
     ctx, policy, data: dict, cfg: DPPOConfig, shuffle: torch.Generator, version: int
 ):
-    """Synchronous DPPO (Heess et al.): every minibatch gradient of ``−L^CLIP + …`` is pushed, and
-    the next minibatch starts from the θ the server published. Returns the mean loss values, the
+    """Synchronous DPPO (Heess et al.): for every minibatch share, the gradient of ``−L^CLIP + …``
+    summed over the share is pushed with the share's size as its weight (:func:`share_gradient`),
+    and the next share starts from the θ the server published. Returns the mean loss values, the
     last receipt and the seconds spent waiting for the server."""
     totals: dict[str, float] = {}
     steps, wait = 0, 0.0
-    for _ in range(cfg.epochs):
-        for idx in torch.randperm(len(data["obs"]), generator=shuffle).chunk(cfg.minibatches):
-            loss, stats = ppo_loss(policy, {k: v[idx] for k, v in data.items()}, cfg)
-            policy.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm or float("inf"))
-            receipt = ctx.push(flat_gradient(policy), version)
-            wait += receipt.waiting
-            version, _ = pull_into(ctx, policy)
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            steps += 1
+    for idx in minibatch_indices(len(data["obs"]), cfg, shuffle):
+        gradient, weight, stats = share_gradient(policy, {k: v[idx] for k, v in data.items()}, cfg)
+        receipt = ctx.push(gradient, version, weight=weight)
+        wait += receipt.waiting
+        version, _ = pull_into(ctx, policy)
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value
+        steps += 1
     return {key: value / steps for key, value in totals.items()}, receipt, wait
+
+
+def share_gradient(policy, share: dict, cfg) -> tuple[np.ndarray, int, dict]:
+    """``(∇ Σ_i ℓ_i [P], n, stats)`` for one worker's share of ``n`` samples (flat ``[n, ...]``
+    tensors, as for :func:`~rlteach.algos.ppo.ppo_loss`): the gradient of the share's loss
+    ``n · ppo_loss``, i.e. summed rather than averaged over its samples, and ``n``, its weight in
+    the server's mean ``Σ_w ∇ Σ_i ℓ_i / Σ_w n_w`` — the gradient of the mean loss over the union of
+    the shares. Not clipped: the server clips the mean."""
+    n = len(share["obs"])
+    loss, stats = ppo_loss(policy, share, cfg)
+    policy.zero_grad(set_to_none=True)
+    (loss * n).backward()
+    return flat_gradient(policy), n, stats
 
 
 def slow_down(ctx, cfg: DPPOConfig, batch) -> None:
@@ -168,7 +193,9 @@ def slow_down(ctx, cfg: DPPOConfig, batch) -> None:
 
 
 def server_config(cfg: DPPOConfig) -> ServerConfig:
-    """Adam on the server for gradient averaging, annealed over the expected number of rounds."""
+    """Adam on the server for gradient averaging (PPO's ε), annealed over the expected number of
+    rounds; the averaged gradient is clipped to ``cfg.max_grad_norm`` there, as single-process PPO
+    clips its minibatch gradient (with parameter averaging each worker clips its own steps)."""
     batches = steps_per_worker(cfg) // (cfg.envs_per_worker * cfg.rollout_steps)
     rounds = batches * (cfg.epochs * cfg.minibatches if cfg.average == "gradients" else 1)
     if cfg.mode == "async":
@@ -180,6 +207,8 @@ def server_config(cfg: DPPOConfig) -> ServerConfig:
         lr=cfg.lr,
         drop_stragglers=cfg.drop_stragglers,
         anneal_versions=max(1, rounds) if cfg.anneal_lr else 0,
+        max_grad_norm=cfg.max_grad_norm if cfg.average == "gradients" else 0.0,
+        adam_eps=ADAM_EPS,
     )
 
 
@@ -215,3 +244,128 @@ def run_dppo(
     return run_on_parameter_server(
         "dppo", dppo_worker, cfg, server_config(cfg), callback, env_fn, backend, address
     )
+
+
+# ----------------------------------------------------------------------------- in-process checks
+# What one batch of a DPPO run computes, replayed in this process from one θ (notebook 07).
+
+
+def worker_batches(policy, cfg: DPPOConfig, seed: int) -> list[dict]:
+    """The batch each of the ``cfg.workers`` workers of a run with ``cfg`` and ``seed`` would
+    collect from the θ of ``policy``, computed in this process: worker ``w`` steps
+    ``cfg.envs_per_worker`` copies of its environment from
+    :func:`~rlteach.distributed.driver.worker_env_factories` (its own physics when
+    ``cfg.env_variation > 0``) for ``cfg.rollout_steps`` steps. Returns one dict of GAE data per
+    worker, flat ``[M_w, ...]`` tensors over its ``M_w`` valid steps
+    (:func:`~rlteach.algos.ppo.gae_data`; ``M_w`` differ when resets leave invalid steps)."""
+    factories = worker_env_factories(dataclasses.replace(cfg, seed=seed))
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(cfg.workers)]
+    batches = []
+    for factory, worker_seed in zip(factories, seeds, strict=True):
+        envs = make_vector_env(cfg.env_id, cfg.envs_per_worker, env_fn=factory)
+        batch = Collector(envs, policy, seed=worker_seed).collect(cfg.rollout_steps)
+        batches.append(gae_data(batch, cfg))
+        envs.close()
+    return batches
+
+
+def initial_policy(cfg: DPPOConfig) -> ActorCritic:
+    """The θ0 a run with ``cfg`` starts from (seeded by ``cfg.seed`` as in
+    :func:`~rlteach.distributed.driver.run_on_parameter_server`)."""
+    agent = build_agent(cfg.env_id, 1, cfg.seed, cfg.hidden)
+    agent.close()
+    return agent.policy
+
+
+def minibatch_shares(batches: list[dict], cfg: DPPOConfig, rounds: int) -> list[list[dict]]:
+    """Worker ``w``'s first ``rounds`` minibatch shares of its batch ``batches[w]``, cut as
+    :func:`gradient_rounds` cuts them (:func:`~rlteach.algos.ppo.minibatch_indices`, its shuffle
+    seeded by ``cfg.seed + w``): ``shares[w][r]``, flat ``[n_w, ...]`` tensors."""
+    shares = []
+    for w, data in enumerate(batches):
+        shuffle = torch.Generator().manual_seed(cfg.seed + w)
+        cuts = list(minibatch_indices(len(data["obs"]), cfg, shuffle))[:rounds]
+        shares.append([{k: v[idx] for k, v in data.items()} for idx in cuts])
+    return shares
+
+
+def in_process_server(theta0: np.ndarray, cfg: DPPOConfig) -> Server:
+    """A :class:`~rlteach.distributed.runtime.Server` configured by :func:`server_config`, holding
+    ``theta0`` ``[P]`` at version 0, in this process: push by writing a worker's slot
+    (``server.shared.slot(w)``) and calling ``server.on_push``."""
+    shared = SharedParams(theta0.size, cfg.workers, mp.get_context("spawn"))
+    shared.publish(theta0, 0)
+    return Server(shared, server_config(cfg).validate(cfg.workers))
+
+
+def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
+    """Synchronous gradient-averaging DPPO against single-process PPO on the pooled data.
+
+    From one θ0 (:func:`initial_policy`) and the workers' batches (:func:`worker_batches`), round
+    ``r`` of DPPO pushes each worker's ``r``-th minibatch share (its own shuffle, seeded by
+    ``cfg.seed``) through a :class:`~rlteach.distributed.runtime.Server` configured by
+    :func:`server_config`; the PPO side takes ``rounds`` steps of ``gradient_step`` with
+    ``torch.optim.Adam`` (ε = ``ADAM_EPS``) on :func:`~rlteach.algos.ppo.ppo_loss` of the union of
+    the round's shares. The step size is held constant (``anneal_lr=False``). Returns
+    ``difference`` = ``max_i |θ_DPPO − θ_PPO|_i`` and ``moved`` = ``max_i |θ_PPO − θ0|_i`` after
+    the ``rounds`` steps, and ``shares``, the workers' share sizes of the first round."""
+    cfg = dataclasses.replace(cfg, anneal_lr=False)
+    if (cfg.mode, cfg.average, cfg.drop_stragglers) != ("sync", "gradients", 0):
+        raise ValueError("large_batch_difference compares sync gradient averaging without D")
+    policy = initial_policy(cfg)
+    theta0 = flat_parameters(policy)
+    shares = minibatch_shares(worker_batches(policy, cfg, cfg.seed), cfg, rounds)
+    server = in_process_server(theta0, cfg)
+    node, big = copy.deepcopy(policy), copy.deepcopy(policy)
+    optimizer = torch.optim.Adam(big.parameters(), lr=cfg.lr, eps=ADAM_EPS)
+    for r in range(rounds):
+        theta, version = server.shared.read()
+        set_flat_parameters(node, theta)
+        for w, worker_shares in enumerate(shares):
+            gradient, weight, _ = share_gradient(node, worker_shares[r], cfg)
+            np.copyto(server.shared.slot(w), gradient)
+            server.on_push(w, version, weight)
+        pooled = {k: torch.cat([s[r][k] for s in shares]) for k in shares[0][r]}
+        loss, _ = ppo_loss(big, pooled, cfg)
+        gradient_step(optimizer, loss, cfg.max_grad_norm)
+    theta_ppo = flat_parameters(big)
+    return {
+        "difference": float(np.abs(server.theta - theta_ppo).max()),
+        "moved": float(np.abs(theta_ppo - theta0).max()),
+        "shares": [len(s[0]["obs"]) for s in shares],
+    }
+
+
+def gradient_agreement(policy, cfg: DPPOConfig, draws: int = 3) -> np.ndarray:
+    """How much the W workers' policy gradients at the θ of ``policy`` agree: for each of ``draws``
+    draws (seed ``cfg.seed + d``: new physics when ``cfg.env_variation > 0``, new samples), each
+    worker's gradient of ``−L^CLIP`` over its whole batch (:func:`share_gradient` on
+    :func:`worker_batches`, with ``vf_coef = ent_coef = 0``: the actor's part, since actor and
+    critic are separate networks), and the mean over worker pairs of the cosine
+    ``cos(g_i, g_j) = g_i·g_j / (‖g_i‖ ‖g_j‖)``. Returns ``[draws]`` mean cosines (1: all workers
+    push the same direction; 0: orthogonal)."""
+    if cfg.workers < 2:
+        raise ValueError("gradient_agreement needs workers >= 2")
+    cfg = dataclasses.replace(cfg, vf_coef=0.0, ent_coef=0.0)
+    means = []
+    for d in range(draws):
+        batches = worker_batches(policy, cfg, cfg.seed + d)
+        g = np.stack([share_gradient(policy, data, cfg)[0] for data in batches]).astype(float)
+        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        cosines = g @ g.T
+        means.append(cosines[np.triu_indices(cfg.workers, k=1)].mean())
+    return np.array(means)
+
+
+def returns_across_physics(
+    policy, env_id: str, physics: list[dict], episodes: int = 5, seed: int = 7
+) -> list[float]:
+    """Mean greedy return of ``policy`` over ``episodes`` episodes on each entry of ``physics``
+    (keyword arguments of :func:`~rlteach.envs.set_physics`, e.g. ``{"length": 0.25}``), ``[K]``:
+    how well one global policy serves environments unlike each other."""
+    return [
+        float(
+            np.mean(evaluate(policy, env_id, episodes, seed, env_fn=env_factory(env_id, physics=p)))
+        )
+        for p in physics
+    ]

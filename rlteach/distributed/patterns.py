@@ -6,19 +6,22 @@
    activations forward and gradients back through a pipe;
 3. parameter server — :mod:`rlteach.distributed.runtime` itself, driven by hand in the notebook;
 4. multi-agent parallelism — :func:`sampling_throughput`: W workers explore their own environment
-   instances and the experience is pooled centrally; :func:`fit_amdahl` reads the serial fraction
-   off the measured speed-ups.
+   instances and the experience is pooled centrally. :func:`measure_scaling` times rounds of such
+   sampling with a serial learner update between them, for a fixed amount of work (Amdahl's law,
+   :func:`fit_amdahl`) or work that grows with W (Gustafson's law, :func:`fit_gustafson`), and
+   measures the serial fraction directly to check the fitted one.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import multiprocess as mp
 import numpy as np
 
 from rlteach.distributed.runtime import ServerConfig, run_cluster
-from rlteach.envs import env_factory, make_vector_env
+from rlteach.envs import check_delay, env_factory, make_vector_env
 
 # torch is imported inside the functions that use it: the numpy-only workers (least squares) then
 # start in a fraction of a second instead of importing torch in every process.
@@ -192,8 +195,9 @@ def least_squares_problem(workers: int, rows: int = 32, dim: int = 5, seed: int 
 
 
 def _least_squares_worker(ctx, A, b, rounds, local_steps, local_lr, local_optimizer):
-    """Worker for the averaging comparison: each round, pull θ and either push the gradient of
-    its loss (gradient averaging) or take ``local_steps`` local steps and push the new θ."""
+    """Worker for the averaging comparison: each round, either push ``local_steps`` gradients of
+    its loss, one per server step (gradient averaging), or take ``local_steps`` local steps and
+    push the new θ (parameter averaging) — the same number of optimizer steps either way."""
     from rlteach.distributed.runtime import Optimizer
 
     A_w, b_w = A[ctx.worker_id], b[ctx.worker_id]
@@ -201,12 +205,14 @@ def _least_squares_worker(ctx, A, b, rounds, local_steps, local_lr, local_optimi
     for _ in range(rounds):
         theta, version = ctx.pull()
         if ctx.server.average == "gradients":
-            vector = A_w.T @ (A_w @ theta - b_w) / len(b_w)
+            for step in range(local_steps):
+                if step > 0:
+                    theta, version = ctx.pull()
+                receipt = ctx.push(A_w.T @ (A_w @ theta - b_w) / len(b_w), version)
         else:
             for _ in range(local_steps):
                 local.step(theta, A_w.T @ (A_w @ theta - b_w) / len(b_w))
-            vector = theta
-        receipt = ctx.push(vector, version)
+            receipt = ctx.push(theta, version)
         ctx.report(version=version, staleness=receipt.staleness, waiting=receipt.waiting)
 
 
@@ -221,9 +227,12 @@ def averaging_comparison(
 ) -> dict:
     """The same least-squares problem trained two ways (seed §3.1 step 6):
 
-    * **average gradients**: workers push ``∇f_w(θ)``, the server steps its ``optimizer``;
+    * **average gradients**: workers push ``∇f_w(θ)``, the server steps its ``optimizer``,
+      ``local_steps`` rounds per round of the other arm;
     * **average parameters**: workers take ``local_steps`` steps of the same ``optimizer`` locally
       and push their θ; the server averages them.
+
+    Held equal: the data, the optimizer, its step size and the number of its steps.
 
     With one plain-SGD local step the two coincide: ``mean_w(θ − α g_w) = θ − α mean_w g_w``. With
     several local steps, or Adam (whose state lives on the server in one case and on the workers in
@@ -247,19 +256,44 @@ def averaging_comparison(
     return out
 
 
+START_LINE_TIMEOUT = 120.0  # seconds a worker waits at the start line for the others to start
+
+
+def _start_line(ctx) -> None:
+    """Wait until every worker has started: each pushes a zero change (SGD leaves θ as it is),
+    then waits for the server's version to count all ``W`` of them (sync mode: the round itself).
+    Without it, a worker that starts first may finish before the last one has imported torch."""
+    theta, version = ctx.pull()
+    ctx.push(np.zeros_like(theta), version)
+    deadline = time.monotonic() + START_LINE_TIMEOUT
+    while ctx.server.mode == "async" and ctx.pull()[1] < ctx.workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every worker reached the start line in {START_LINE_TIMEOUT} s")
+        time.sleep(0.001)
+
+
+def _staleness_worker(ctx, *args):
+    """:func:`_least_squares_worker` from a common start line."""
+    _start_line(ctx)
+    _least_squares_worker(ctx, *args)
+
+
 def staleness_run(workers: int = 2, rounds: int = 50, mode: str = "async", seed: int = 0):
-    """A gradient-averaging run on the least-squares problem: its :class:`ClusterResult` carries
-    every push's staleness (always 0 in sync mode)."""
+    """A gradient-averaging run on the least-squares problem, all workers starting together: its
+    :class:`ClusterResult` carries every push's staleness (always 0 in sync mode), the ``W``
+    start-line pushes (the server's first ``W``) left out."""
     A, b = least_squares_problem(workers, seed=seed)
     cfg = ServerConfig(mode=mode, optimizer="sgd", lr=0.05)
-    return run_cluster(
-        _least_squares_worker,
+    result = run_cluster(
+        _staleness_worker,
         workers=workers,
         params=np.zeros(A.shape[2]),
         server=cfg,
         seed=seed,
         args=(A, b, rounds, 1, 0.05, "sgd"),
     )
+    result.server["pushes"] = result.server["pushes"][workers:]
+    return result
 
 
 # ----------------------------------------------------------------------------- 4. multi-agent
@@ -349,3 +383,237 @@ def fit_amdahl(workers, speedups) -> float:
 def amdahl_speedup(s: float, workers) -> np.ndarray:
     """``S(W) = 1 / (s + (1 − s)/W)``."""
     return 1.0 / (s + (1 - s) / np.asarray(workers, dtype=float))
+
+
+def fit_gustafson(workers, speedups) -> float:
+    """Serial fraction ``s`` of Gustafson's scaled speed-up ``S(W) = W − s (W − 1)``, least
+    squares on ``W − S = s (W − 1)`` over the measured points with ``W > 1``."""
+    w = np.asarray(workers, dtype=float)
+    keep = w > 1
+    if not keep.any():
+        raise ValueError("fit_gustafson needs at least one measurement with more than one worker")
+    a, b = w[keep] - np.asarray(speedups, dtype=float)[keep], w[keep] - 1
+    return float(np.clip((a @ b) / (b @ b), 0.0, 1.0))
+
+
+def gustafson_speedup(s: float, workers) -> np.ndarray:
+    """``S(W) = W − s (W − 1)``: ``s`` is the serial fraction of the W-worker run's time."""
+    w = np.asarray(workers, dtype=float)
+    return w - s * (w - 1)
+
+
+# ----------------------------------------------------------------------------- 4. scaling laws
+
+WORK_KINDS = ("fixed", "growing")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One scaling experiment (notebook 05, section 4): ``rounds`` rounds of parallel sampling,
+    each followed by a serial learner update.
+
+    ``work="fixed"``: ``steps`` env steps in all, split as evenly as possible over the W workers
+    (Amdahl's setting: the same work, more hands). ``work="growing"``: ``steps`` env steps per
+    worker, ``W · steps`` in all (Gustafson's setting: more hands, more work). Each round's steps
+    are ``steps`` split evenly over the rounds. After a round's sampling, worker 0 (the learner)
+    spends ``learner_seconds`` of CPU time (:func:`rlteach.envs.busy_wait`, a stand-in for a
+    gradient update of fixed cost) while every other worker waits at a barrier: the serial part.
+    Each env step waits ``delay`` seconds of ``delay_kind`` (:class:`rlteach.envs.DelayWrapper`).
+    """
+
+    work: str
+    steps: int
+    rounds: int = 1
+    learner_seconds: float = 0.0
+    delay: float = 0.001
+    delay_kind: str = "sleep"
+
+    def __post_init__(self):
+        if self.work not in WORK_KINDS:
+            raise ValueError(f"work = {self.work!r} is invalid: must be one of {WORK_KINDS}")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ValueError(f"rounds = {self.rounds!r} is invalid: must be an integer >= 1")
+        if not isinstance(self.steps, int) or self.steps < self.rounds:
+            raise ValueError(f"steps = {self.steps!r} is invalid: must be an integer >= rounds")
+        if not self.learner_seconds >= 0:
+            raise ValueError(f"learner_seconds = {self.learner_seconds!r} is invalid: must be >= 0")
+        check_delay(self.delay, self.delay_kind)
+
+    @property
+    def law(self) -> str:
+        """The law that describes this kind of work: ``"Amdahl"`` (fixed) or ``"Gustafson"``."""
+        return "Amdahl" if self.work == "fixed" else "Gustafson"
+
+    def steps_of(self, worker: int, workers: int) -> list[int]:
+        """Env steps worker ``worker`` collects in each round when ``workers`` take part."""
+        per_round = split_evenly(self.steps, self.rounds)
+        if self.work == "growing":
+            return per_round
+        return [split_evenly(n, workers)[worker] for n in per_round]
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers that differ by at most one and sum to ``total``."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+@dataclass
+class Scaling:
+    """What :func:`measure_scaling` measured for one :class:`Workload`.
+
+    ``workers [K]`` the worker counts; ``samples [R, K]`` env steps collected by all workers;
+    ``seconds [R, K]`` wall time of each run (R repeats), from the start line to the last barrier;
+    ``serial_seconds [R, K]`` the part of it the learner update took.
+    """
+
+    workload: Workload
+    workers: np.ndarray
+    samples: np.ndarray
+    seconds: np.ndarray
+    serial_seconds: np.ndarray
+
+    @property
+    def rates(self) -> np.ndarray:
+        """Samples per second ``[R, K]``."""
+        return self.samples / self.seconds
+
+    @property
+    def speedups(self) -> np.ndarray:
+        """Speed-up per repeat, ``[R, K]``, as the workload's law defines it.
+
+        Fixed work (Amdahl): ``T(1) / T(W)``. Growing work (Gustafson's scaled speed-up): the time
+        one worker would need for the W workers' work — its serial time plus W times its parallel
+        time, ``T_s(1) + W (T(1) − T_s(1))`` — over ``T(W)``.
+        """
+        t1, serial1 = self.seconds[:, :1], self.serial_seconds[:, :1]
+        if self.workload.work == "fixed":
+            return t1 / self.seconds
+        return (serial1 + self.workers * (t1 - serial1)) / self.seconds
+
+    @property
+    def measured_serial_fraction(self) -> np.ndarray:
+        """``s = serial time / time`` of the 1-worker run, per repeat ``[R]``: measured directly."""
+        return self.serial_seconds[:, 0] / self.seconds[:, 0]
+
+    @property
+    def fitted_serial_fraction(self) -> np.ndarray:
+        """``s`` fitted to each repeat's speed-ups with the workload's law, ``[R]``."""
+        fit = fit_amdahl if self.workload.work == "fixed" else fit_gustafson
+        return np.array([fit(self.workers, s) for s in self.speedups])
+
+    def predicted_speedup(self, s: float, workers) -> np.ndarray:
+        """The workload's law with serial fraction ``s`` at ``workers``: (5.2) or (5.3)."""
+        law = amdahl_speedup if self.workload.work == "fixed" else gustafson_speedup
+        return law(s, workers)
+
+
+def _barrier(ctx, scratch: np.ndarray) -> None:
+    """Wait until every worker has reached this point (one synchronous round of empty pushes)."""
+    _, version = ctx.pull(out=scratch)
+    ctx.push(np.zeros_like(scratch), version)
+
+
+def _scaling_run(ctx, collector, load: Workload, active: int, scratch) -> tuple[int, float, float]:
+    """One run of ``load`` with the first ``active`` workers sampling (the others only take part in
+    the barriers, which cost them no CPU). Returns this worker's ``(samples, seconds, serial)``."""
+    from rlteach.envs import busy_wait
+
+    shares = load.steps_of(ctx.worker_id, active) if ctx.worker_id < active else []
+    _barrier(ctx, scratch)
+    start = time.perf_counter()
+    samples, serial = 0, 0.0
+    for round_ in range(load.rounds):
+        if round_ < len(shares) and shares[round_] > 0:
+            before = collector.env_steps
+            collector.collect(shares[round_])
+            samples += collector.env_steps - before
+        _barrier(ctx, scratch)
+        if load.learner_seconds > 0:
+            if ctx.worker_id == 0:
+                learner_start = time.perf_counter()
+                busy_wait(load.learner_seconds)
+                serial += time.perf_counter() - learner_start
+            _barrier(ctx, scratch)
+    return samples, time.perf_counter() - start, serial
+
+
+def _scaling_worker(ctx, factories, workloads, worker_counts, repeats, hidden):
+    """Worker of :func:`measure_scaling`: one env and collector per workload, then every
+    (repeat, workload, worker count) run in the same order as every other worker."""
+    from rlteach.nets import ActorCritic, set_flat_parameters
+    from rlteach.rollout import Collector
+
+    theta, _ = ctx.pull()
+    collectors = {}
+    for label, factory in factories.items():
+        envs = make_vector_env("", 1, env_fn=factory)
+        policy = ActorCritic(envs.single_observation_space, envs.single_action_space, hidden)
+        set_flat_parameters(policy, theta)
+        collectors[label] = Collector(envs, policy, seed=ctx.seed)
+    records, scratch = [], np.empty_like(theta)  # the policies' weights may be views of theta
+    for repeat in range(repeats):
+        for label, load in workloads.items():
+            for active in worker_counts:
+                run = _scaling_run(ctx, collectors[label], load, active, scratch)
+                records.append((repeat, label, active, *run))
+    for collector in collectors.values():
+        collector.envs.close()
+    return records
+
+
+def measure_scaling(
+    workloads: dict,
+    worker_counts,
+    repeats: int = 3,
+    env_id: str = "CartPole-v1",
+    hidden=(64, 64),
+    seed: int = 0,
+) -> dict:
+    """Run every :class:`Workload` in ``workloads`` (label → Workload) with each worker count of
+    ``worker_counts`` (the first must be 1), ``repeats`` times; return label → :class:`Scaling`.
+
+    One cluster of ``max(worker_counts)`` worker processes does every run, so processes start once;
+    a run with W workers lets the first W sample and the rest wait at the barriers. The runs are
+    interleaved (repeat by repeat) so that a change in the machine's load spreads over all of them.
+    Each worker has its own ``env_id`` instance and a copy of the same policy.
+    """
+    from rlteach.nets import ActorCritic, flat_parameters
+
+    counts = [int(w) for w in worker_counts]
+    increasing = all(a < b for a, b in zip(counts, counts[1:], strict=False))
+    if not counts or counts[0] != 1 or not increasing:
+        raise ValueError(
+            f"worker_counts = {worker_counts!r} is invalid: must be increasing and start with 1"
+        )
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats = {repeats!r} is invalid: must be an integer >= 1")
+    factories = {
+        label: env_factory(env_id, delay=load.delay, delay_kind=load.delay_kind)
+        for label, load in workloads.items()
+    }
+    probe = next(iter(factories.values()))()
+    policy = ActorCritic(probe.observation_space, probe.action_space, hidden)
+    probe.close()
+    result = run_cluster(
+        _scaling_worker,
+        workers=max(counts),
+        params=flat_parameters(policy),
+        server=ServerConfig(optimizer="sgd"),
+        seed=seed,
+        args=(factories, dict(workloads), counts, repeats, hidden),
+    )
+    if result.interrupted:
+        raise KeyboardInterrupt("measure_scaling was interrupted")
+    index = {label: i for i, label in enumerate(workloads)}
+    shape = (len(workloads), repeats, len(counts))
+    samples, seconds, serial = np.zeros(shape, dtype=int), np.zeros(shape), np.zeros(shape)
+    for worker, records in enumerate(result.results):
+        for repeat, label, active, n, run_seconds, run_serial in records:
+            at = index[label], repeat, counts.index(active)
+            samples[at] += n
+            if worker == 0:  # the learner's clock times every run, start line to last barrier
+                seconds[at], serial[at] = run_seconds, run_serial
+    return {
+        label: Scaling(load, np.array(counts), samples[i], seconds[i], serial[i])
+        for i, (label, load) in enumerate(workloads.items())
+    }

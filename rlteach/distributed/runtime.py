@@ -4,7 +4,8 @@
 that owns the flat float32 parameter vector θ, its optimizer and a version counter, and ``W`` **worker**
 processes that each run ``worker_fn(ctx, *args)``. Inside a worker, ``ctx.pull()`` returns the newest
 θ and its version; ``ctx.push(vector, version)`` hands the server a gradient (or, when the server
-averages parameters, the worker's parameters) computed from that version; ``ctx.report(...)`` sends
+averages parameters, the worker's parameters) computed from that version, ``weight=n`` making it
+count ``n`` times in the mean (:meth:`Server.apply`); ``ctx.report(...)`` sends
 metrics to the notebook without blocking.
 
 How the vectors travel: θ and one push slot per worker live in shared memory (a ``RawArray`` of
@@ -87,6 +88,8 @@ class ServerConfig:
     drop_stragglers: int = 0
     anneal_versions: int = 0  # > 0: the step size decays linearly to 0 over this many versions
     scale_async_changes: bool = False  # async "parameters": add Δ/W per push instead of Δ
+    max_grad_norm: float = 0.0  # > 0: clip the norm of the (averaged) gradient before the step
+    adam_eps: float = 1e-8  # Adam's ε (torch's default; PPO implementations use 1e-5)
 
     def validate(self, workers: int) -> ServerConfig:
         if self.mode not in MODES:
@@ -114,6 +117,12 @@ class ServerConfig:
             raise ValueError(
                 "scale_async_changes only applies to mode='async', average='parameters'"
             )
+        if not self.max_grad_norm >= 0:
+            raise ValueError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: must be >= 0")
+        if self.max_grad_norm and self.average != "gradients":
+            raise ValueError("max_grad_norm only applies to average='gradients'")
+        if not self.adam_eps > 0:
+            raise ValueError(f"adam_eps = {self.adam_eps!r} is invalid: must be > 0")
         return self
 
 
@@ -196,12 +205,12 @@ class Optimizer:
     """Adam or SGD on a flat float32 vector, in numpy: ``θ ← θ − α · step(g)``.
 
     Adam: ``m ← β1 m + (1−β1) g``, ``v ← β2 v + (1−β2) g²``, ``θ ← θ − α m̂ / (√v̂ + ε)`` with the
-    bias corrections ``m̂ = m/(1−β1^t)``, ``v̂ = v/(1−β2^t)`` (β1 = 0.9, β2 = 0.999, ε = 1e-8, as
-    ``torch.optim.Adam``).
+    bias corrections ``m̂ = m/(1−β1^t)``, ``v̂ = v/(1−β2^t)`` (β1 = 0.9, β2 = 0.999, and ε = ``eps``,
+    1e-8 by default, as ``torch.optim.Adam``).
     """
 
-    def __init__(self, name: str, lr: float, size: int):
-        self.name, self.lr, self.t = name, lr, 0
+    def __init__(self, name: str, lr: float, size: int, eps: float = 1e-8):
+        self.name, self.lr, self.t, self.eps = name, lr, 0, eps
         if name == "adam":
             self.m = np.zeros(size, np.float32)
             self.v = np.zeros(size, np.float32)
@@ -212,7 +221,7 @@ class Optimizer:
             grad *= self.lr  # grad is the server's scratch buffer: scaling it in place is free
             theta -= grad
             return
-        b1, b2, eps = 0.9, 0.999, 1e-8
+        b1, b2, eps = 0.9, 0.999, self.eps
         self.t += 1
         self.m *= b1
         self.m += (1 - b1) * grad
@@ -228,6 +237,15 @@ class Optimizer:
         theta -= grad
 
 
+def clip_norm(grad: np.ndarray, max_norm: float) -> np.ndarray:
+    """Scale ``grad`` ``[size]`` in place by ``min(1, max_norm / (‖grad‖₂ + 1e-6))``, the rule of
+    ``torch.nn.utils.clip_grad_norm_``; returns ``grad``."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    if norm + 1e-6 > max_norm:
+        grad *= max_norm / (norm + 1e-6)
+    return grad
+
+
 class Server:
     """The server's state and rules; :func:`_serve` runs it in its own process."""
 
@@ -235,7 +253,8 @@ class Server:
         self.shared, self.cfg = shared, cfg
         self.theta, _ = shared.read()
         self._mean = np.empty_like(self.theta)  # reused: no allocation per push
-        self.optimizer = Optimizer(cfg.optimizer, cfg.lr, shared.size)
+        self.optimizer = Optimizer(cfg.optimizer, cfg.lr, shared.size, cfg.adam_eps)
+        self.weights = np.ones(shared.workers)  # each worker's weight in the mean (see on_push)
         self.stats = ServerStats()
         self.round: list[int] = []  # workers whose push is part of the current sync round
         self.active = set(range(shared.workers))
@@ -246,18 +265,25 @@ class Server:
     def apply(self, workers: list[int]) -> None:
         """Average the pushes in ``workers``' slots and update θ; publish version + 1.
 
-        Gradients ``ḡ``: one optimizer step. Parameter changes ``Δ̄``: ``θ ← θ + Δ̄`` (``Δ̄/W`` for an
-        async push with ``scale_async_changes``).
+        The mean is ``Σ_w v_w / Σ_w n_w`` over the pushed vectors ``v_w`` and their weights ``n_w``
+        (1 unless the push gave one, so by default the plain mean). Gradients ``ḡ``: clipped to
+        ``max_grad_norm`` when set, then one optimizer step. Parameter changes ``Δ̄``: ``θ ← θ + Δ̄``
+        (``Δ̄/W`` for an async push with ``scale_async_changes``).
         """
+        total = float(sum(self.weights[w] for w in workers))
         if len(workers) == 1:  # its pusher waits for the ack: the slot itself is scratch space
             mean = self.shared.slot(workers[0])
+            if total != 1.0:
+                mean /= total
         else:
             mean = self._mean
             np.copyto(mean, self.shared.slot(workers[0]))
             for w in workers[1:]:
                 mean += self.shared.slot(w)
-            mean /= len(workers)
+            mean /= total
         if self.cfg.average == "gradients":
+            if self.cfg.max_grad_norm:
+                clip_norm(mean, self.cfg.max_grad_norm)
             if self.cfg.anneal_versions:
                 progress = self.stats.version / self.cfg.anneal_versions
                 self.optimizer.lr = self.cfg.lr * max(0.0, 1.0 - progress)
@@ -270,8 +296,15 @@ class Server:
         self.stats.applied += len(workers)
         self.shared.publish(self.theta, self.stats.version)
 
-    def on_push(self, worker: int, from_version: int) -> list[tuple[int, tuple]]:
-        """Handle one push; return the acknowledgements to send as ``(worker, message)``."""
+    def on_push(
+        self, worker: int, from_version: int, weight: float = 1.0
+    ) -> list[tuple[int, tuple]]:
+        """Handle one push; return the acknowledgements to send as ``(worker, message)``.
+
+        ``weight`` ``n_w`` is the push's weight in the mean (see :meth:`apply`): a worker that
+        pushes the gradient of its loss *summed* over ``n_w`` samples, with weight ``n_w``, makes
+        the round's mean the per-sample mean over all the round's samples (DPPO, notebook 07)."""
+        self.weights[worker] = weight
         staleness = self.stats.version - from_version
         if self.cfg.mode == "async":
             self.apply([worker])
@@ -316,7 +349,7 @@ def _serve(shared: SharedParams, cfg: ServerConfig, conns: list, events, stop) -
                     acks = server.on_leave(worker)
                 else:
                     acks = (
-                        server.on_push(worker, message[1])
+                        server.on_push(worker, *message[1:])
                         if message[0] == "push"
                         else server.on_leave(worker)
                     )
@@ -414,10 +447,11 @@ class WorkerContext:
             self._change.remember(theta, version)
         return theta, version
 
-    def push(self, vector: np.ndarray, version: int) -> PushReceipt:
+    def push(self, vector: np.ndarray, version: int, weight: float = 1.0) -> PushReceipt:
         """Send a gradient (or the new parameters ``θ'``, when the server averages parameters: the
-        slot then holds ``θ' − θ_pulled``) computed from ``version``; returns when the server has
-        used it (sync: when the round has closed)."""
+        slot then holds ``θ' − θ_pulled``) computed from ``version``, with its ``weight`` in the
+        server's mean (:meth:`Server.apply`); returns when the server has used it (sync: when the
+        round has closed)."""
         if self.stopping:
             raise StopRun
         slot = self._shared.slot(self.worker_id)
@@ -427,7 +461,7 @@ class WorkerContext:
         else:
             np.copyto(slot, vector)
         start = time.perf_counter()
-        self._conn.send(("push", version))
+        self._conn.send(("push", version, weight))
         deadline = start + ACK_TIMEOUT
         while not self._conn.poll(POLL):
             if self.stopping:
@@ -612,12 +646,13 @@ class Cluster(ClusterBase):
             proc.join(1.0)
             if proc.is_alive():
                 proc.kill()
-                proc.join(1.0)
+                proc.join(10.0)  # SIGKILL cannot be ignored, but a loaded machine reaps slowly
         self._drain()
         self.events.close()
         self.events.join_thread()
         for proc in procs:
-            proc.close()
+            if not proc.is_alive():  # close() raises on a process the kernel has not reaped yet
+                proc.close()
 
     def read_params(self) -> tuple[np.ndarray, int]:
         """The server's current ``(θ, version)``."""

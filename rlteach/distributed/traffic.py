@@ -11,11 +11,14 @@ One update averages a gradient of ``P`` float32 values (``4P`` bytes) over ``W``
   ``2 (W − 1)/W · 4P`` bytes and receives as much: below ``2 · 4P`` whatever ``W``. No node is
   special; the total over the cluster is about the same as the server's, but spread evenly.
 
-:func:`traffic_per_update` is that arithmetic. :func:`measure_traffic` runs the two schemes for
-real — ``gloo`` process groups over loopback, the server made of ``send``/``recv`` to rank 0 — and
-reads each process's TCP byte counters from the kernel (``TCP_INFO``), so the plot in notebook 08 is
-what the sockets carried, not what the formula says. (gloo may pick another all-reduce algorithm
-than the ring for some sizes; the measurement shows what it did.)
+:func:`traffic_per_update` is that arithmetic. :func:`link_seconds` turns it into time with the
+α–β model of a link (Hockney, 1994): a message of ``m`` bytes takes ``α + m / β`` seconds, ``α``
+the latency of one message, ``β`` the bandwidth in bytes per second. :func:`measure_traffic` runs
+the two schemes for real — ``gloo`` process groups over loopback, the server made of
+``send``/``recv`` to rank 0 — and reads each process's TCP byte counters from the kernel
+(``TCP_INFO``), so the plot in notebook 08 is what the sockets carried, not what the formula
+says. (gloo may pick another all-reduce algorithm than the ring for some sizes; the measurement
+shows what it did.)
 """
 
 from __future__ import annotations
@@ -174,15 +177,80 @@ def bytes_since(before: dict, after: dict) -> int:
     return sum(count - before.get(key, 0) for key, count in after.items())
 
 
-def traffic_table(workers=(10, 100, 1000), params: int = 1_000_000) -> list[dict]:
-    """The arithmetic for larger clusters: megabytes per update at the busiest process."""
-    return [
-        {
-            "workers": w,
-            "params": params,
-            **{
-                scheme: traffic_per_update(scheme, w, params)["busiest"] / 1e6 for scheme in SCHEMES
-            },
-        }
-        for w in workers
-    ]
+LINK_ALPHA = 10e-6  # s per message: an assumed latency, of the order of TCP between two machines
+LINK_BETA = 1.25e9  # bytes per second: a 10 Gbit/s link
+
+
+def link_seconds(
+    scheme: str,
+    workers: int,
+    params: int,
+    alpha: float = LINK_ALPHA,
+    beta: float = LINK_BETA,
+    duplex: bool = True,
+) -> dict:
+    """Seconds one update keeps the busiest link busy in the α–β model (notebook 08, eqs. 8.3–8.6).
+
+    A message of ``m`` bytes costs ``α + m/β``. ``duplex``: the link sends and receives at the same
+    time (full duplex), else the two directions share it (half duplex) and queue behind each other.
+
+    * **Ring all-reduce** (8.4): ``2(W − 1)`` steps; in each, every rank sends one chunk of
+      ``4P/W`` bytes and receives one, both starting at once. A step costs ``α + (4P/W)/β`` on a
+      full-duplex link, ``α + 2(4P/W)/β`` on a half-duplex one. Over the update:
+      ``2(W − 1)·α + 2(W − 1)/W · 4P/β`` (full duplex).
+    * **Parameter server** (8.6), synchronous, as :func:`measure_traffic` runs it: it receives the
+      ``W`` gradients (``W · 4P`` bytes in, their latencies overlapping: one ``α``), then sends θ back
+      to each worker (``W · 4P`` bytes out, one ``α``). It cannot send θ before the last gradient
+      is in, so the two phases never overlap and duplex does not help: ``2α + 2 · W · 4P/β``.
+
+    Returns ``{"latency": s, "transfer": s, "seconds": latency + transfer}``.
+    """
+    check_scheme(scheme)
+    if workers < 2:
+        raise ValueError(f"workers = {workers!r} is invalid: an average needs at least 2")
+    if alpha < 0 or beta <= 0:
+        raise ValueError(f"alpha = {alpha!r}, beta = {beta!r} are invalid: need α >= 0 and β > 0")
+    vector = 4 * params
+    if scheme == "parameter server":
+        latency, transfer = 2 * alpha, 2 * workers * vector / beta
+    else:
+        steps = 2 * (workers - 1)
+        per_step = vector / workers * (1 if duplex else 2)  # bytes queued on the link per step
+        latency, transfer = steps * alpha, steps * per_step / beta
+    return {"latency": latency, "transfer": transfer, "seconds": latency + transfer}
+
+
+def ring_latency_crossover(
+    params: int, alpha: float = LINK_ALPHA, beta: float = LINK_BETA
+) -> float:
+    """``W*`` of notebook 08's eq. 8.5: the number of ranks from which the ring's latency term
+    exceeds its transfer term on a full-duplex link, ``2(W − 1)α > 2(W − 1)/W · 4P/β`` ⇔
+    ``W > 4P / (αβ)``, i.e. once a chunk ``4P/W`` is smaller than the bytes the link carries during
+    one latency, ``αβ``."""
+    return 4 * params / (alpha * beta)
+
+
+def link_table(
+    params: int,
+    workers=(10, 100, 1000),
+    alpha: float = LINK_ALPHA,
+    beta: float = LINK_BETA,
+    duplex: bool = True,
+) -> list[dict]:
+    """The arithmetic for larger clusters, one row per entry of ``workers``: megabytes per update
+    at the busiest process (:func:`traffic_per_update`), milliseconds per update at its link
+    (:func:`link_seconds`), and the share of the ring's time that is latency."""
+    rows = []
+    for w in workers:
+        server, ring = (link_seconds(s, w, params, alpha, beta, duplex) for s in SCHEMES)
+        rows.append(
+            {
+                "W": w,
+                "server MB": traffic_per_update("parameter server", w, params)["busiest"] / 1e6,
+                "ring MB per rank": traffic_per_update("all-reduce", w, params)["busiest"] / 1e6,
+                "server ms": server["seconds"] * 1e3,
+                "ring ms": ring["seconds"] * 1e3,
+                "ring: latency share": ring["latency"] / ring["seconds"],
+            }
+        )
+    return rows

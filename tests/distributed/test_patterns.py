@@ -53,7 +53,17 @@ def test_gradient_and_parameter_averaging_agree_only_for_one_sgd_step(local_step
 def test_async_staleness_is_recorded_and_sync_has_none():
     assert patterns.staleness_run(workers=2, rounds=10, mode="sync").staleness.max() == 0
     run = patterns.staleness_run(workers=3, rounds=30, mode="async")
-    assert len(run.staleness) == 90 and run.staleness.min() >= 0
+    assert len(run.staleness) == 90 and run.staleness.min() >= 0  # start-line pushes left out
+
+
+def test_async_staleness_run_starts_every_worker_from_a_common_start_line():
+    """No worker computes a gradient before all three have pushed their start-line change, so
+    every reported pull is of version >= 3 (without the line, the first worker starts at 0)."""
+    run = patterns.staleness_run(workers=3, rounds=5, mode="async")
+    first_pulls = {}
+    for worker, report in run.reports:
+        first_pulls.setdefault(worker, report["version"])
+    assert sorted(first_pulls) == [0, 1, 2] and min(first_pulls.values()) >= 3
 
 
 def test_sampling_pools_every_workers_experience():
