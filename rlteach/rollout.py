@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from rlteach.envs import autoreset_mode, make_env, make_vector_env
+from rlteach.envs import autoreset_mode, env_factory, make_env, make_vector_env
 from rlteach.nets import ActorCritic
 
 MAX_EVAL_ENVS = 16
@@ -274,6 +274,20 @@ def evaluate(
     finally:
         envs.close()
     return returns
+
+
+def returns_across_physics(
+    policy, env_id: str, physics: list[dict], episodes: int = 5, seed: int = 7
+) -> list[float]:
+    """Mean greedy return of ``policy`` over ``episodes`` episodes on each entry of ``physics``
+    (keyword arguments of :func:`~rlteach.envs.set_physics`, e.g. ``{"length": 0.25}``), ``[K]``:
+    how well one global policy serves environments unlike each other."""
+    return [
+        float(
+            np.mean(evaluate(policy, env_id, episodes, seed, env_fn=env_factory(env_id, physics=p)))
+        )
+        for p in physics
+    ]
 
 
 def _run_wave(

@@ -54,9 +54,9 @@ from rlteach.distributed.driver import (
     worker_env_factories,
 )
 from rlteach.distributed.runtime import MODES, Server, ServerConfig, SharedParams
-from rlteach.envs import env_factory, make_vector_env
+from rlteach.envs import make_vector_env
 from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
-from rlteach.rollout import Collector, evaluate
+from rlteach.rollout import Collector
 
 BACKENDS = (*PARAMETER_SERVER_BACKENDS, "torchrun")  # torchrun: DD-PPO, no server
 
@@ -355,17 +355,3 @@ def gradient_agreement(policy, cfg: DPPOConfig, draws: int = 3) -> np.ndarray:
         cosines = g @ g.T
         means.append(cosines[np.triu_indices(cfg.workers, k=1)].mean())
     return np.array(means)
-
-
-def returns_across_physics(
-    policy, env_id: str, physics: list[dict], episodes: int = 5, seed: int = 7
-) -> list[float]:
-    """Mean greedy return of ``policy`` over ``episodes`` episodes on each entry of ``physics``
-    (keyword arguments of :func:`~rlteach.envs.set_physics`, e.g. ``{"length": 0.25}``), ``[K]``:
-    how well one global policy serves environments unlike each other."""
-    return [
-        float(
-            np.mean(evaluate(policy, env_id, episodes, seed, env_fn=env_factory(env_id, physics=p)))
-        )
-        for p in physics
-    ]

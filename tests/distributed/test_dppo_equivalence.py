@@ -20,7 +20,6 @@ from rlteach.distributed.dppo import (
     gradient_rounds,
     initial_policy,
     large_batch_difference,
-    returns_across_physics,
     server_config,
     worker_batches,
 )
@@ -34,7 +33,7 @@ from rlteach.distributed.runtime import (
 )
 from rlteach.envs import make_vector_env
 from rlteach.nets import flat_parameters
-from rlteach.rollout import Collector, evaluate
+from rlteach.rollout import Collector, evaluate, returns_across_physics
 
 # float32 θ of magnitude < 1 is rounded to ~6e-8; a round's Adam step moves each weight by ~lr =
 # 1e-3, so 1e-6 separates rounding (which the test allows) from any difference in the update
