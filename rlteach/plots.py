@@ -1194,8 +1194,10 @@ def server_activity(history, ax=None):
 
 
 def time_split(history, ax=None):
-    """Where each worker's time went: compute, communication and waiting for the server, as a
-    share of the worker's total (stacked bars)."""
+    """Where each worker's time went, as a share of its total (stacked bars): ``compute``, its own
+    work; ``communication``, moving parameters or gradients (a pull from the parameter server, or
+    DD-PPO's all-reduce); ``wait``, idle until the others are ready (the server's answer to a push,
+    or the slowest rank at an all-reduce)."""
     fig, ax = _axis(ax)
     workers = sorted({r["worker"] for r in history.updates})
     parts = ("compute", "communication", "wait")

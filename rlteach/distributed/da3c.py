@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS, a2c_loss, estimate_advantages, make_optimizer
+from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS, a2c_loss, estimate_advantages
 from rlteach.algos.common import annealed, gradient_step, set_learning_rate
 from rlteach.algos.ppo import batch_log_probs, state_kl
 from rlteach.config import make_config, setting
@@ -43,6 +43,7 @@ from rlteach.distributed.driver import (
     run_on_parameter_server,
     steps_per_worker,
     worker_agent,
+    worker_optimizer,
 )
 from rlteach.distributed.runtime import MODES, ServerConfig
 from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
@@ -151,10 +152,11 @@ class StalePolicy:
 def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
     """One DA3C agent (seed §3.1). Returns the env steps it took."""
     policy, collector = worker_agent(ctx, cfg, factories)  # its own environment instances
-    local_optimizer = make_optimizer("adam", policy.parameters(), cfg.lr)
+    local_optimizer = worker_optimizer(cfg, policy)  # None unless it averages parameters
     stale = StalePolicy(policy, cfg.staleness) if cfg.staleness else None
     budget = steps_per_worker(cfg)
     while collector.env_steps < budget and not ctx.stopping:
+        progress = collector.env_steps / budget  # the step size decays with it (anneal_lr)
         # 1. (and 6.) Receive the global parameters θ, w from the server.
         version, pull_seconds = pull_into(ctx, policy)
         start = time.perf_counter()
@@ -178,13 +180,12 @@ def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm or float("inf"))
             vector = flat_gradient(policy)
         else:  # ... and the local update θ' = θ + α ∇θ J
-            progress = collector.env_steps / budget
             set_learning_rate(local_optimizer, annealed(cfg.lr, progress, cfg.anneal_lr))
             gradient_step(local_optimizer, loss, cfg.max_grad_norm)
             vector = flat_parameters(policy)
         compute = time.perf_counter() - start
         # 5. Push to the parameter server, which averages and applies (step 6).
-        receipt = ctx.push(vector, version)
+        receipt = ctx.push(vector, version, progress=progress)
         ctx.report(
             env_steps=collector.env_steps,
             returns=batch.episode_returns,
@@ -213,16 +214,9 @@ def check_staleness(cfg: DA3CConfig) -> DA3CConfig:
 
 
 def server_config(cfg: DA3CConfig) -> ServerConfig:
-    """The server's side of a DA3C config: Adam on averaged gradients, annealed over the run."""
-    pushes = steps_per_worker(cfg) * cfg.workers // (cfg.envs_per_worker * cfg.rollout_steps)
-    rounds = pushes if cfg.mode == "async" else pushes // cfg.workers
-    return ServerConfig(
-        mode=cfg.mode,
-        average=cfg.average,
-        optimizer="adam",
-        lr=cfg.lr,
-        anneal_versions=max(1, rounds) if cfg.anneal_lr else 0,
-    )
+    """The server's side of a DA3C config: Adam on averaged gradients, its step size annealed
+    with the workers' progress through their env-step budgets."""
+    return ServerConfig(mode=cfg.mode, average=cfg.average, lr=cfg.lr, anneal=cfg.anneal_lr)
 
 
 def run_da3c(

@@ -52,6 +52,7 @@ from rlteach.distributed.driver import (
     steps_per_worker,
     worker_agent,
     worker_env_factories,
+    worker_optimizer,
 )
 from rlteach.distributed.runtime import MODES, Server, ServerConfig, SharedParams
 from rlteach.envs import make_vector_env
@@ -117,10 +118,11 @@ class DPPOConfig:
 def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
     """One DPPO node (seed §3.2). Returns the env steps it took."""
     policy, collector = worker_agent(ctx, cfg, factories)  # its own environment instances
-    local_optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS)
+    local_optimizer = worker_optimizer(cfg, policy)  # None unless it averages parameters
     shuffle = torch.Generator().manual_seed(ctx.seed)
     budget = steps_per_worker(cfg)
     while collector.env_steps < budget and not ctx.stopping:
+        progress = collector.env_steps / budget  # the step size decays with it (anneal_lr)
         # 1. (and 6.) Receive the global parameters θ, w.
         version, pull_seconds = pull_into(ctx, policy)
         start = time.perf_counter()
@@ -130,12 +132,13 @@ def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
         data = gae_data(batch, cfg)  # advantages by GAE(λ), as single-process PPO
         # 3.–5. ∇ L^CLIP, the update, and the push to the server (which averages: step 6).
         if cfg.average == "gradients":
-            stats, receipt, wait = gradient_rounds(ctx, policy, data, cfg, shuffle, version)
+            stats, receipt, wait = gradient_rounds(
+                ctx, policy, data, cfg, shuffle, version, progress
+            )
         else:
-            progress = collector.env_steps / budget
             set_learning_rate(local_optimizer, annealed(cfg.lr, progress, cfg.anneal_lr))
             stats = ppo_update(policy, local_optimizer, data, cfg, shuffle)
-            receipt = ctx.push(flat_parameters(policy), version)
+            receipt = ctx.push(flat_parameters(policy), version, progress=progress)
             wait = receipt.waiting
         ctx.report(
             env_steps=collector.env_steps,
@@ -154,17 +157,24 @@ def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
 
 
 def gradient_rounds(
-    ctx, policy, data: dict, cfg: DPPOConfig, shuffle: torch.Generator, version: int
+    ctx,
+    policy,
+    data: dict,
+    cfg: DPPOConfig,
+    shuffle: torch.Generator,
+    version: int,
+    progress: float,
 ):
     """Synchronous DPPO (Heess et al.): for every minibatch share, the gradient of ``−L^CLIP + …``
-    summed over the share is pushed with the share's size as its weight (:func:`share_gradient`),
-    and the next share starts from the θ the server published. Returns the mean loss values, the
+    summed over the share is pushed with the share's size as its weight (:func:`share_gradient`)
+    and the worker's ``progress`` through its budget (for the server's step size), and the next
+    share starts from the θ the server published. Returns the mean loss values, the
     last receipt and the seconds spent waiting for the server."""
     totals: dict[str, float] = {}
     steps, wait = 0, 0.0
     for idx in minibatch_indices(len(data["obs"]), cfg, shuffle):
         gradient, weight, stats = share_gradient(policy, {k: v[idx] for k, v in data.items()}, cfg)
-        receipt = ctx.push(gradient, version, weight=weight)
+        receipt = ctx.push(gradient, version, weight=weight, progress=progress)
         wait += receipt.waiting
         version, _ = pull_into(ctx, policy)
         for key, value in stats.items():
@@ -193,20 +203,17 @@ def slow_down(ctx, cfg: DPPOConfig, batch) -> None:
 
 
 def server_config(cfg: DPPOConfig) -> ServerConfig:
-    """Adam on the server for gradient averaging (PPO's ε), annealed over the expected number of
-    rounds; the averaged gradient is clipped to ``cfg.max_grad_norm`` there, as single-process PPO
-    clips its minibatch gradient (with parameter averaging each worker clips its own steps)."""
-    batches = steps_per_worker(cfg) // (cfg.envs_per_worker * cfg.rollout_steps)
-    rounds = batches * (cfg.epochs * cfg.minibatches if cfg.average == "gradients" else 1)
-    if cfg.mode == "async":
-        rounds *= cfg.workers
+    """Adam on the server for gradient averaging (PPO's ε), its step size annealed with the
+    workers' progress through their env-step budgets; the averaged gradient is clipped to
+    ``cfg.max_grad_norm`` there, as single-process PPO clips its minibatch gradient (with
+    parameter averaging each worker clips its own steps)."""
     return ServerConfig(
         mode=cfg.mode,
         average=cfg.average,
         optimizer="adam",
         lr=cfg.lr,
         drop_stragglers=cfg.drop_stragglers,
-        anneal_versions=max(1, rounds) if cfg.anneal_lr else 0,
+        anneal=cfg.anneal_lr,
         max_grad_norm=cfg.max_grad_norm if cfg.average == "gradients" else 0.0,
         adam_eps=ADAM_EPS,
     )

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rlteach.algos.common import TrainResult, build_agent, one_thread
+from rlteach.algos.ppo import ADAM_EPS
 from rlteach.distributed.runtime import Cluster, ServerConfig
 from rlteach.envs import env_factory, make_vector_env, physics_variations
 from rlteach.history import History
@@ -56,6 +57,16 @@ def pull_into(ctx, policy) -> tuple[int, float]:
     theta, version = ctx.pull()
     set_flat_parameters(policy, theta)
     return version, time.perf_counter() - start
+
+
+def worker_optimizer(cfg, policy: ActorCritic) -> torch.optim.Optimizer | None:
+    """A worker's own Adam (ε = ``ADAM_EPS``, as single-process PPO and A2C) when it averages
+    parameters and so updates θ itself; ``None`` with gradient averaging, where only the server
+    steps. Not built when unused: a process's first ``torch.optim`` optimizer imports
+    ``torch._dynamo``, about 1.7 s of every worker's start-up."""
+    if cfg.average != "parameters":
+        return None
+    return torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS)
 
 
 def steps_per_worker(cfg) -> int:

@@ -17,10 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import multiprocess as mp
 import numpy as np
 
-from rlteach.distributed.runtime import ServerConfig, run_cluster
+from rlteach.distributed.runtime import ServerConfig, process_context, run_cluster
 from rlteach.envs import check_delay, env_factory, make_vector_env
 
 # torch is imported inside the functions that use it: the numpy-only workers (least squares) then
@@ -130,7 +129,7 @@ class TwoProcessMLP:
     def __init__(self, inputs: int, hidden: int = 16, seed: int = 0, timeout: float = 30.0):
         self.first = regression_mlp(inputs, hidden, seed)[:1]
         self.timeout, self.hop_seconds = timeout, 0.0
-        ctx = mp.get_context("spawn")
+        ctx = process_context()
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(
             target=_second_half_process,

@@ -109,15 +109,18 @@ class ServerActor:
         theta, version = self.server.shared.read()
         return theta, version, self.stopped
 
-    async def push(self, worker: int, vector: np.ndarray, version: int, weight: float = 1.0):
-        """Use ``vector`` computed from ``version`` (``weight``: see ``Server.on_push``); return the ack tuple
+    async def push(
+        self, worker: int, vector: np.ndarray, version: int, weight: float = 1.0, progress=0.0
+    ):
+        """Use ``vector`` computed from ``version`` (``weight``, ``progress``: see
+        ``Server.on_push``); return the ack tuple
         ``("ack", applied, version, staleness)`` once the server has, or ``None`` if stopped."""
         if self.stopped:
             return None
         np.copyto(self.server.shared.slot(worker), vector)
         answer = asyncio.get_running_loop().create_future()
         self.waiting[worker] = answer
-        self.answer(self.server.on_push(worker, version, weight))
+        self.answer(self.server.on_push(worker, version, weight, progress))
         return await answer
 
     async def leave(self, worker: int) -> None:
@@ -177,12 +180,16 @@ class RayWorkerContext:
             self._change.remember(out, version)
         return out, version
 
-    def push(self, vector: np.ndarray, version: int, weight: float = 1.0) -> PushReceipt:
+    def push(
+        self, vector: np.ndarray, version: int, weight: float = 1.0, progress: float = 0.0
+    ) -> PushReceipt:
         start = time.perf_counter()
         vector = np.asarray(vector, dtype=np.float32)
         if self._change is not None:  # the server adds θ' − θ_pulled, as on the local runtime
             vector = self._change.change(vector, version, out=np.empty_like(vector))
-        ack = self._call(self._server.push.remote(self.worker_id, vector, version, weight))
+        ack = self._call(
+            self._server.push.remote(self.worker_id, vector, version, weight, progress)
+        )
         if ack is None:
             self._stopping = True
             raise StopRun

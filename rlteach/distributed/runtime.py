@@ -30,8 +30,9 @@ Server modes (``ServerConfig``):
   undo part of the other workers' progress since the pull: every push would drag θ back towards
   an old version.
 
-Lifecycle: processes are started with ``spawn`` (``multiprocess``, so notebook-defined functions
-travel by value with dill). A worker that raises, or dies without a word, makes :meth:`Cluster.run`
+Lifecycle: processes are forked from a fork server that has imported torch once, or spawned where
+there is none (:func:`process_context`); ``multiprocess`` pickles with dill, so notebook-defined
+functions travel by value. A worker that raises, or dies without a word, makes :meth:`Cluster.run`
 raise :class:`WorkerError` naming the worker (with its traceback) within a second, after stopping
 every process; a ``KeyboardInterrupt`` (the kernel's ■) stops everything and returns the partial
 result. Every wait has a timeout; leaving the ``with`` block always ends every process.
@@ -86,7 +87,7 @@ class ServerConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     drop_stragglers: int = 0
-    anneal_versions: int = 0  # > 0: the step size decays linearly to 0 over this many versions
+    anneal: bool = False  # the step size decays linearly to 0 with the progress pushes carry
     scale_async_changes: bool = False  # async "parameters": add Δ/W per push instead of Δ
     max_grad_norm: float = 0.0  # > 0: clip the norm of the (averaged) gradient before the step
     adam_eps: float = 1e-8  # Adam's ε (torch's default; PPO implementations use 1e-5)
@@ -109,8 +110,6 @@ class ServerConfig:
                 f"drop_stragglers = {self.drop_stragglers!r} is invalid with {workers} workers: "
                 f"W − D must be >= 1, so D must be in [0, {workers - 1}]"
             )
-        if self.anneal_versions < 0:
-            raise ValueError(f"anneal_versions = {self.anneal_versions!r} is invalid: must be >= 0")
         if self.drop_stragglers and self.mode != "sync":
             raise ValueError("drop_stragglers only applies to mode='sync'")
         if self.scale_async_changes and (self.mode, self.average) != ("async", "parameters"):
@@ -255,6 +254,7 @@ class Server:
         self._mean = np.empty_like(self.theta)  # reused: no allocation per push
         self.optimizer = Optimizer(cfg.optimizer, cfg.lr, shared.size, cfg.adam_eps)
         self.weights = np.ones(shared.workers)  # each worker's weight in the mean (see on_push)
+        self.progress = np.zeros(shared.workers)  # each worker's training progress (see on_push)
         self.stats = ServerStats()
         self.round: list[int] = []  # workers whose push is part of the current sync round
         self.active = set(range(shared.workers))
@@ -267,7 +267,8 @@ class Server:
 
         The mean is ``Σ_w v_w / Σ_w n_w`` over the pushed vectors ``v_w`` and their weights ``n_w``
         (1 unless the push gave one, so by default the plain mean). Gradients ``ḡ``: clipped to
-        ``max_grad_norm`` when set, then one optimizer step. Parameter changes ``Δ̄``: ``θ ← θ + Δ̄``
+        ``max_grad_norm`` when set, then one optimizer step, with step size ``α (1 − p̄)`` under
+        ``anneal`` (``p̄``: the mean progress the pushes carried). Parameter changes ``Δ̄``: ``θ ← θ + Δ̄``
         (``Δ̄/W`` for an async push with ``scale_async_changes``).
         """
         total = float(sum(self.weights[w] for w in workers))
@@ -284,8 +285,8 @@ class Server:
         if self.cfg.average == "gradients":
             if self.cfg.max_grad_norm:
                 clip_norm(mean, self.cfg.max_grad_norm)
-            if self.cfg.anneal_versions:
-                progress = self.stats.version / self.cfg.anneal_versions
+            if self.cfg.anneal:
+                progress = float(np.mean(self.progress[workers]))
                 self.optimizer.lr = self.cfg.lr * max(0.0, 1.0 - progress)
             self.optimizer.step(self.theta, mean)
         else:
@@ -297,14 +298,19 @@ class Server:
         self.shared.publish(self.theta, self.stats.version)
 
     def on_push(
-        self, worker: int, from_version: int, weight: float = 1.0
+        self, worker: int, from_version: int, weight: float = 1.0, progress: float = 0.0
     ) -> list[tuple[int, tuple]]:
         """Handle one push; return the acknowledgements to send as ``(worker, message)``.
 
         ``weight`` ``n_w`` is the push's weight in the mean (see :meth:`apply`): a worker that
         pushes the gradient of its loss *summed* over ``n_w`` samples, with weight ``n_w``, makes
-        the round's mean the per-sample mean over all the round's samples (DPPO, notebook 07)."""
+        the round's mean the per-sample mean over all the round's samples (DPPO, notebook 07).
+        ``progress`` is the fraction of its env-step budget the worker had spent when it started
+        the batch behind the push; with ``anneal`` the step size follows it, as a single-process
+        learner's does (counting server versions instead would assume a number of rounds the
+        workers do not keep to: episode resets and stragglers change it)."""
         self.weights[worker] = weight
+        self.progress[worker] = progress
         staleness = self.stats.version - from_version
         if self.cfg.mode == "async":
             self.apply([worker])
@@ -447,11 +453,13 @@ class WorkerContext:
             self._change.remember(theta, version)
         return theta, version
 
-    def push(self, vector: np.ndarray, version: int, weight: float = 1.0) -> PushReceipt:
+    def push(
+        self, vector: np.ndarray, version: int, weight: float = 1.0, progress: float = 0.0
+    ) -> PushReceipt:
         """Send a gradient (or the new parameters ``θ'``, when the server averages parameters: the
         slot then holds ``θ' − θ_pulled``) computed from ``version``, with its ``weight`` in the
-        server's mean (:meth:`Server.apply`); returns when the server has used it (sync: when the
-        round has closed)."""
+        server's mean and the worker's training ``progress`` (:meth:`Server.on_push`); returns when
+        the server has used it (sync: when the round has closed)."""
         if self.stopping:
             raise StopRun
         slot = self._shared.slot(self.worker_id)
@@ -461,7 +469,7 @@ class WorkerContext:
         else:
             np.copyto(slot, vector)
         start = time.perf_counter()
-        self._conn.send(("push", version, weight))
+        self._conn.send(("push", version, weight, progress))
         deadline = start + ACK_TIMEOUT
         while not self._conn.poll(POLL):
             if self.stopping:
@@ -590,7 +598,7 @@ class Cluster(ClusterBase):
         if self._started:
             raise RuntimeError("this Cluster was already started; make a new one")
         self._started = True
-        ctx = mp.get_context("spawn")
+        ctx = process_context()
         self.shared = SharedParams(self.initial.size, self.workers, ctx)
         self.shared.publish(self.initial, 0)
         self.events = ctx.Queue()
@@ -746,6 +754,24 @@ class Cluster(ClusterBase):
                 return
             if kind != "error" and hasattr(self, "_results"):
                 self._dispatch(kind, worker, payload)
+
+
+PRELOAD = ("numpy", "dill", "torch", "gymnasium")  # what every worker imports; rlteach is not
+# among them, so a worker always runs the library's code as it is on disk when the run starts
+
+
+def process_context():
+    """How worker processes start: ``forkserver`` where the OS has it (Linux, macOS), else
+    ``spawn`` (Windows). The fork server is one fresh interpreter, started at the first run and
+    kept for the life of this process (it does no work itself), that imports ``PRELOAD`` once; each
+    worker is forked from it and so starts in milliseconds instead of importing torch again (1–2 s
+    of CPU per worker with ``spawn``). Either way a worker starts from a clean interpreter, not a
+    copy of the notebook's process: its arguments are pickled, as with ``spawn``."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
 
 
 class _one_thread_children:

@@ -29,7 +29,7 @@ import struct
 import sys
 import time
 
-import multiprocess as mp
+from rlteach.distributed.runtime import process_context
 
 SCHEMES = ("parameter server", "all-reduce")
 TCP_INFO_SIZE = 232  # bytes of struct tcp_info read (Linux ≥ 4.19 fills at least this much)
@@ -66,7 +66,7 @@ def measure_traffic(
     if workers < 2:
         raise ValueError(f"workers = {workers!r} is invalid: an average needs at least 2")
     world = workers + (scheme == "parameter server")
-    ctx = mp.get_context("spawn")
+    ctx = process_context()
     results = ctx.Queue()
     port = free_port()
     procs = [

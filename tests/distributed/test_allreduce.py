@@ -30,21 +30,23 @@ from rlteach.distributed.dppo import DPPOConfig, run_dppo
 from rlteach.envs import make_vector_env
 from rlteach.nets import ActorCritic, flat_gradient
 from rlteach.rollout import Collector
+from tests.distributed.test_runtime import HELPERS
 
 QUICK = dict(total_steps=4096, envs_per_worker=2, rollout_steps=32, epochs=2)
 
 
 def leftover_processes(workdir) -> list:
-    """Processes of a run still alive: this process's children (except multiprocess's resource
-    tracker, kept for the whole session), and any process whose command line names the run's
-    folder — a rank orphaned by a killed torchrun would no longer be a child."""
+    """Processes of a run still alive: this process's descendants (except multiprocess's helpers,
+    kept for the whole session: see ``test_runtime.child_pids``), and any process whose command
+    line names the run's folder — a rank orphaned by a killed torchrun would no longer be a
+    child."""
     me = psutil.Process()
     descendants = set(me.children(recursive=True))
     alive = []
     for process in descendants | set(psutil.process_iter()) - {me}:
         try:
             command = " ".join(process.cmdline())
-            if process.status() == psutil.STATUS_ZOMBIE or "resource_tracker" in command:
+            if process.status() == psutil.STATUS_ZOMBIE or HELPERS.search(command):
                 continue
             if process in descendants or str(workdir) in command:
                 alive.append(command)

@@ -61,9 +61,9 @@ class InProcessContext:
     def pull(self):
         return self.server.shared.read()
 
-    def push(self, vector, version, weight=1.0):
+    def push(self, vector, version, weight=1.0, progress=0.0):
         np.copyto(self.server.shared.slot(self.worker_id), vector)
-        self.server.on_push(self.worker_id, version, weight)
+        self.server.on_push(self.worker_id, version, weight, progress)
         return PushReceipt(True, self.server.stats.version, 0, 0.0)
 
 
@@ -89,7 +89,7 @@ def dppo_round(policy, data, cfg):
     for w, worker_batch in enumerate(data):
         node = copy.deepcopy(policy)
         shuffle = torch.Generator().manual_seed(w)
-        gradient_rounds(InProcessContext(server, w), node, worker_batch, cfg, shuffle, 0)
+        gradient_rounds(InProcessContext(server, w), node, worker_batch, cfg, shuffle, 0, 0.0)
     assert server.stats.version == 1 and server.stats.applied == cfg.workers
     return server.theta.copy()
 

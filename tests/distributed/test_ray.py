@@ -30,6 +30,7 @@ from rlteach.distributed.dppo import run_dppo  # noqa: E402
 from rlteach.distributed.ray_backend import RayCluster, connect  # noqa: E402
 from rlteach.distributed.traffic import free_port  # noqa: E402
 from tests.distributed import workers as W  # noqa: E402
+from tests.distributed.test_runtime import HELPERS  # noqa: E402
 
 SGD1 = ServerConfig(optimizer="sgd", lr=1.0)
 QUICK = dict(total_steps=1600, envs_per_worker=2, rollout_steps=32, eval_interval=0.5)
@@ -40,8 +41,8 @@ def descendants() -> list[psutil.Process]:
     alive = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(
-                proc.cmdline()
+            if proc.status() != psutil.STATUS_ZOMBIE and not HELPERS.search(
+                " ".join(proc.cmdline())
             ):
                 alive.append(proc)
         except psutil.NoSuchProcess:

@@ -1,36 +1,43 @@
 """The parameter server and its worker processes: the rules they follow and their lifecycle."""
 
 import os
+import re
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
+import multiprocess as mp
 import numpy as np
+import psutil
 import pytest
 import torch
 
 from rlteach.distributed import Cluster, ServerConfig, WorkerError, run_cluster
-from rlteach.distributed.runtime import Optimizer
+from rlteach.distributed.runtime import Optimizer, Server, SharedParams
 from tests.distributed import workers as W
 
 SGD1 = ServerConfig(optimizer="sgd", lr=1.0)
+HELPERS = re.compile(r"resource_tracker|forkserver")
 
 
 def child_pids():
-    """Live processes whose parent is this one (read from /proc), except multiprocess's resource
-    tracker: one helper per parent process, started once and kept for its lifetime, whose job is to
-    remove semaphores and shared memory should everything else crash."""
-    me, out = os.getpid(), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Live processes this one started, directly or not, except multiprocess's two helpers, each
+    started once per parent process and kept for its lifetime: the resource tracker, whose job is
+    to remove semaphores and shared memory should everything else crash, and the fork server
+    (``runtime.process_context``), which runs no work itself. The workers forked from the fork
+    server are its children, so they are counted here."""
+    out = []
+    for proc in psutil.Process().children(recursive=True):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
+            if proc.status() != psutil.STATUS_ZOMBIE and not HELPERS.search(
+                " ".join(proc.cmdline())
+            ):
+                out.append(proc.pid)
+        except psutil.NoSuchProcess:  # ended while we looked
             continue
-        if int(fields[1]) == me and fields[0] != "Z" and b"resource_tracker" not in cmdline:
-            out.append(int(stat.parent.name))
-    return out
+    return sorted(out)
 
 
 def shm_entries():
@@ -120,11 +127,54 @@ def test_server_adam_matches_torch_adam():
     np.testing.assert_allclose(theta, reference.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "mode, progress, step",
+    [
+        ("sync", (0.2, 0.6), 1 - 0.4),  # a round's step size follows its pushes' mean progress
+        ("async", (0.2, 0.6), 1 - 0.6),  # an async step follows its own push
+        ("sync", (1.0, 1.2), 0.0),  # a worker past its budget never makes the step size negative
+    ],
+)
+def test_annealing_follows_the_progress_the_pushes_carry(mode, progress, step):
+    """SGD with α = 1 and gradient 1 from both workers: the last step moves θ by ``α (1 − p)``,
+    with ``p`` the progress the step's pushes carried, whatever the server's version count."""
+    shared = SharedParams(3, 2, mp.get_context("spawn"))
+    cfg = ServerConfig(mode=mode, optimizer="sgd", lr=1.0, anneal=True).validate(2)
+    server = Server(shared, cfg)
+    for w in range(2):
+        np.copyto(shared.slot(w), np.ones(3, np.float32))
+    before = server.theta.copy()
+    for w, p in enumerate(progress):
+        before = server.theta.copy()  # async: the second push's step is the one checked
+        server.on_push(w, server.stats.version if mode == "async" else 0, progress=p)
+    np.testing.assert_allclose(before - server.theta, step, atol=1e-7)
+
+
 def test_workers_get_their_seeds_from_a_seed_sequence():
     first = run_cluster(W.return_seed, workers=3, params=np.zeros(1), seed=5).results
     again = run_cluster(W.return_seed, workers=3, params=np.zeros(1), seed=5).results
     expected = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(5).spawn(3)]
     assert first == again == expected and len(set(first)) == 3
+
+
+def test_a_worker_defined_at_run_time_travels_by_value_and_runs_one_torch_thread():
+    """What a notebook relies on: a function written in the caller (a closure over its locals,
+    importable by no module) runs in the workers, each computing with one torch thread. Where the
+    OS has a fork server, the workers are forked from it (their parent is not this process) with
+    torch already imported; elsewhere they are spawned by this process."""
+    offset = 10.0
+
+    def report(ctx):  # a closure: dill ships it, and ``offset``, by value
+        preloaded = "torch" in sys.modules
+        import torch
+
+        return offset + ctx.worker_id, torch.get_num_threads(), os.getppid(), preloaded
+
+    results = run_cluster(report, workers=2, params=np.zeros(1)).results
+    assert [r[:2] for r in results] == [(10.0, 1), (11.0, 1)]
+    forked = "forkserver" in mp.get_all_start_methods()
+    for _, _, parent, preloaded in results:
+        assert (parent != os.getpid()) == forked and preloaded == forked
 
 
 # ----------------------------------------------------------------------------- lifecycle

@@ -49,11 +49,13 @@ class OneWorkerSyncServer:
 
     def __init__(self, theta0: np.ndarray, lr: float = SERVER_LR):
         self.thetas, self.pushes, self.reports, self.lr = [theta0.copy()], [], [], lr
+        self.progress = []  # the training progress each push carried
 
     def pull(self, out=None):
         return self.thetas[-1].copy(), len(self.thetas) - 1
 
-    def push(self, vector, version):
+    def push(self, vector, version, progress=0.0):
+        self.progress.append(progress)
         assert version == len(self.thetas) - 1, "sync mode: a push must carry the newest version"
         self.pushes.append(np.array(vector, dtype=np.float32))
         self.thetas.append(self.thetas[-1] - self.lr * self.pushes[-1])
@@ -210,3 +212,13 @@ def test_a_stale_run_with_two_workers_reports_kl_and_loses_no_push():
     # the injected staleness is invisible to the server: every push carries the newest version
     assert result.history.meta["pushes_dropped"] == 0
     assert set(result.history.meta["staleness"]) == {0}
+
+
+def test_each_push_carries_the_share_of_the_budget_spent_before_its_batch():
+    """The server anneals its step size with this progress (``ServerConfig.anneal``): 0 at the
+    first push, then the env steps the worker had reported after its previous batch over its
+    budget, as single-process A2C computes its step size before collecting."""
+    server = run_worker(da3c_worker)
+    spent = [0] + [report["env_steps"] for report in server.reports[:-1]]
+    np.testing.assert_allclose(server.progress, np.array(spent) / CFG.total_steps)
+    assert server.progress[-1] < 1.0
