@@ -64,7 +64,7 @@ class DA3CConfig:
     average: str = setting(
         "gradients",
         choices=("gradients", "parameters"),
-        help="what workers push and the server averages (seed §3.1 step 6)",
+        help="what workers push: gradients or parameters (seed §3.1 steps 4–6)",
     )
     advantage: str = setting(
         "td",
@@ -184,7 +184,7 @@ def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
             gradient_step(local_optimizer, loss, cfg.max_grad_norm)
             vector = flat_parameters(policy)
         compute = time.perf_counter() - start
-        # 5. Push to the parameter server, which averages and applies (step 6).
+        # 5. Push to the server (step 6): async applies each push alone, sync averages a round.
         receipt = ctx.push(vector, version, progress=progress)
         ctx.report(
             env_steps=collector.env_steps,
@@ -214,8 +214,9 @@ def check_staleness(cfg: DA3CConfig) -> DA3CConfig:
 
 
 def server_config(cfg: DA3CConfig) -> ServerConfig:
-    """The server's side of a DA3C config: Adam on averaged gradients, its step size annealed
-    with the workers' progress through their env-step budgets."""
+    """The server's side of a DA3C config: Adam on the pushed gradients (one push at a time in
+    async mode, a round's mean in sync mode), its step size annealed with the workers' progress
+    through their env-step budgets."""
     return ServerConfig(mode=cfg.mode, average=cfg.average, lr=cfg.lr, anneal=cfg.anneal_lr)
 
 
