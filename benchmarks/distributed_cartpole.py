@@ -46,6 +46,7 @@ from benchmarks.common import (
 )
 from rlteach.distributed.da3c import run_da3c
 from rlteach.distributed.dppo import run_dppo
+from rlteach.history import StopAtReturn
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -61,19 +62,6 @@ SCALING = {
     "4 workers × 1 env": {"workers": 4, "envs_per_worker": 1},
 }
 BASELINE = "1 worker × 4 envs"
-
-
-class StopWhenSolved:
-    """A training callback that interrupts the run (once) as soon as the mean of the last
-    ``WINDOW`` training returns has reached ``SOLVED``."""
-
-    def __init__(self):
-        self.fired = False
-
-    def __call__(self, history) -> None:
-        if not self.fired and history.first_reaching(SOLVED, last=WINDOW) is not None:
-            self.fired = True
-            raise KeyboardInterrupt
 
 
 def first_report_seconds(history) -> float | None:
@@ -110,7 +98,7 @@ def learn_run(algo: str, seed: int, quick: bool) -> dict:
 def scaling_run(variant: str, seed: int, quick: bool) -> dict:
     """(b) One slow-simulator DPPO run of ``variant``, stopped once the last-20 mean reaches 475."""
     settings = SCALING[variant]
-    stopper = StopWhenSolved()
+    stopper = StopAtReturn(SOLVED, last=WINDOW)
     start = time.perf_counter()
     result = run_dppo(
         callback=stopper,

@@ -156,15 +156,15 @@ def env_steps_per_second(history: History) -> float:
 
 class StopAtReturn:
     """A training callback that ends the run once the mean of the last ``last`` training returns
-    is at least ``level``: it raises ``KeyboardInterrupt`` once, the path the kernel's ■ takes, so
-    the trainer stops its workers and returns what it has learned (``interrupted=True``). The run
-    up to that point is the one it would have been without the callback."""
+    has reached ``level`` (at any episode logged so far: the one :func:`steps_to` reports): it
+    raises ``KeyboardInterrupt`` once, the path the kernel's ■ takes, so the trainer stops its
+    workers and returns what it has learned (``interrupted=True``). The run up to that point is
+    the one it would have been without the callback."""
 
     def __init__(self, level: float, last: int = 20):
         self.level, self.last, self.fired = level, last, False
 
     def __call__(self, history: History) -> None:
-        enough = len(history.episodes) >= self.last
-        if enough and not self.fired and history.recent_mean_return(self.last) >= self.level:
+        if not self.fired and history.first_reaching(self.level, self.last) is not None:
             self.fired = True
             raise KeyboardInterrupt

@@ -947,23 +947,12 @@ def scaling_law(result, ax=None, title: str = "", cores: int | None = None):
     _measured_points(ax, w, result.speedups, Palette[0], "speed-up")
     ax.plot(dense, dense, ":", color="grey", lw=1, label="linear: S = W")
     law = result.workload.law
-    measured = result.measured_serial_fraction.mean()
-    ax.plot(
-        dense,
-        result.predicted_speedup(measured, dense),
-        "--",
-        color=Palette[2],
-        label=f"{law}, measured s = {measured:.2f}",
-    )
+    fractions = [("measured", result.measured_serial_fraction.mean(), "--", Palette[2])]
     if len(w) > 1:
-        fitted = result.fitted_serial_fraction.mean()
-        ax.plot(
-            dense,
-            result.predicted_speedup(fitted, dense),
-            "-",
-            color=Palette[1],
-            label=f"{law}, fitted s = {fitted:.2f}",
-        )
+        fractions.append(("fitted", result.fitted_serial_fraction.mean(), "-", Palette[1]))
+    for name, s, style, color in fractions:
+        label = f"{law}, {name} s = {s:.2f}"
+        ax.plot(dense, result.predicted_speedup(s, dense), style, color=color, label=label)
     if result.workload.work == "fixed":  # the same samples at every W: rate = rate(1) · S
         rate1 = result.rates[:, 0].mean()
         ax.secondary_yaxis(
