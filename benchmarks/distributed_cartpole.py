@@ -1,5 +1,5 @@
-"""DA3C and DPPO on CartPole-v1: do they learn with their defaults, and does DPPO scale with a slow
-simulator?
+"""DA3C and DPPO on CartPole-v1: do they learn with their defaults, and do they get faster with more
+workers when the simulator is slow?
 
 Run from the repository root::
 
@@ -15,20 +15,24 @@ workers, in arrival order) first reaches 475, and the greedy return of the final
 episodes (``rlteach.evaluate(policy, "CartPole-v1", episodes=20, seed=123)``). The bar: greedy mean
 ≥ 475 on every seed.
 
-(b) ``scaling``: DPPO with a 1 ms sleep per env step (``env_delay=0.001``), 150k env steps budget,
-in the variants of ``SCALING``: 1 worker, 4 workers with the same per-worker settings (4 times the
-samples per round), and 4 workers with 1 environment each (the same 256 samples per round as one
-worker with 4). Measured: seconds from the start of the call (process start-up included) until the
-last-20 training mean first reaches 475, ``first_reaching(475)["wall_time"]``. The run is then
-stopped (a callback raises ``KeyboardInterrupt``, the library's interrupt path), since what follows
-does not change that number. Evaluation during training is off (``eval_interval=0``) in every
-variant, so the parent's evaluations do not compete for the 2 cores. Target: 1 worker ÷ 4 workers
-≥ 2.5.
+(b) ``scaling``: each env step costs ``DELAY`` = 2 ms more, by a sleep (a simulator that waits: a
+remote one, a robot, disk) or by a busy loop (one that computes), and the run is timed until the
+mean of the last 20 training returns first reaches 475, for W = 1, 2, 4, 8 workers
+(:func:`rlteach.distributed.driver.worker_scaling`; the run is then stopped through the library's
+interrupt path, since what follows does not change that number; no evaluations during training,
+so the parent does not compete for the cores). DPPO keeps its global batch: ``TOTAL_ENVS`` = 8
+environments split over the W workers (8/W each), so every W takes the same rounds per env step
+and each round is the same large-batch PPO step; DA3C keeps its defaults per worker (4
+environments, 8 steps per push), since each asynchronous push is an update of its own. Reported
+per W: seconds and env steps to 475 (medians and ranges over seeds), the first report, and the
+speed-up ``t(1) / t(W)``. Targets (sleeping simulator): DPPO t(1)/t(4) ≥ 2.5, DA3C ≥ 3, and 8
+workers faster than 4. The busy simulator should flatten at ``os.cpu_count()`` workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -46,7 +50,7 @@ from benchmarks.common import (
 )
 from rlteach.distributed.da3c import run_da3c
 from rlteach.distributed.dppo import run_dppo
-from rlteach.history import StopAtReturn
+from rlteach.distributed.driver import worker_scaling
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -54,14 +58,11 @@ EVAL_EPISODES = 20
 EVAL_SEED = 123
 LEARNERS = {"dppo": run_dppo, "da3c": run_da3c}
 QUICK_STEPS = 4_096
-DELAY = 0.001
-SCALING_STEPS = 150_000
-SCALING = {
-    "1 worker × 4 envs": {"workers": 1, "envs_per_worker": 4},
-    "4 workers × 4 envs": {"workers": 4, "envs_per_worker": 4},
-    "4 workers × 1 env": {"workers": 4, "envs_per_worker": 1},
-}
-BASELINE = "1 worker × 4 envs"
+DELAY = 0.002
+SCALING_STEPS = {"dppo": 150_000, "da3c": 500_000}  # the defaults; every run stops at 475
+SCALING_WORKERS = (1, 2, 4, 8)
+SIMULATORS = ("sleep", "busy")
+TOTAL_ENVS = {"dppo": 8, "da3c": None}  # DPPO: a fixed global batch; DA3C: 4 envs per worker
 
 
 def first_report_seconds(history) -> float | None:
@@ -95,36 +96,37 @@ def learn_run(algo: str, seed: int, quick: bool) -> dict:
     }
 
 
-def scaling_run(variant: str, seed: int, quick: bool) -> dict:
-    """(b) One slow-simulator DPPO run of ``variant``, stopped once the last-20 mean reaches 475."""
-    settings = SCALING[variant]
-    stopper = StopAtReturn(SOLVED, last=WINDOW)
-    start = time.perf_counter()
-    result = run_dppo(
-        callback=stopper,
-        seed=seed,
-        env_delay=DELAY,
-        eval_interval=0.0,
-        total_steps=QUICK_STEPS if quick else SCALING_STEPS,
-        **settings,
+def scaling_runs(algo: str, simulator: str, seed: int, quick: bool) -> list[dict]:
+    """(b) One seed of ``algo`` with a slow ``simulator`` at every W of ``SCALING_WORKERS``."""
+    workers = SCALING_WORKERS[:2] if quick else SCALING_WORKERS
+    table = worker_scaling(
+        LEARNERS[algo],
+        workers,
+        [seed],
+        target=SOLVED,
+        delay=DELAY,
+        kind=simulator,
+        total_envs=TOTAL_ENVS[algo],
+        total_steps=QUICK_STEPS if quick else SCALING_STEPS[algo],
     )
-    wall_clock = time.perf_counter() - start
-    history = result.history
-    cfg = result.config
-    return {
-        "part": "scaling",
-        "variant": variant,
-        "seed": seed,
-        **settings,
-        "rollout_steps": cfg.rollout_steps,
-        "samples_per_round": cfg.workers * cfg.envs_per_worker * cfg.rollout_steps,
-        "env_steps": int(history.updates[-1]["env_steps"]),
-        "wall_clock": wall_clock,
-        "stopped_at_475": stopper.fired,
-        "first_report_s": first_report_seconds(history),
-        **reaching(history, SOLVED),
-        "versions": history.meta["versions"],
-    }
+    return [
+        {
+            "part": "scaling",
+            "algo": algo,
+            "simulator": simulator,
+            "seed": seed,
+            "workers": w,
+            "envs_per_worker": (TOTAL_ENVS[algo] or 4 * w) // w,
+            "time_to": none_if_nan(table["seconds"][0, j]),
+            "steps_to": none_if_nan(table["env_steps"][0, j]),
+            "first_report_s": none_if_nan(table["first_report"][0, j]),
+        }
+        for j, w in enumerate(workers)
+    ]
+
+
+def none_if_nan(value: float):
+    return None if math.isnan(value) else float(value)
 
 
 def column(runs: list[dict], key: str, **match) -> list:
@@ -155,24 +157,27 @@ def learn_table(runs: list[dict]) -> str:
 
 
 def scaling_table(runs: list[dict]) -> str:
-    """Medians (min–max) over seeds per variant, and the baseline ÷ variant ratios."""
+    """Per algorithm and simulator, medians (min–max) over seeds per W, and t(1) ÷ t(W)."""
     lines = [
-        "| variant | samples per round | seconds to 475 | steps to 475 | first report s | "
-        "seconds to 475, 1 worker ÷ this (target ≥ 2.5 for 4 workers) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| algo | simulator | W | envs per worker | seconds to 475 | env steps to 475 | "
+        "first report s | speed-up t(1) ÷ t(W) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    base = column(runs, "time_to", variant=BASELINE)
-    for variant in SCALING:
-        if not column(runs, "seed", variant=variant):
-            continue
-        cells = [
-            str(column(runs, "samples_per_round", variant=variant)[0]),
-            median_range(column(runs, "time_to", variant=variant), 1),
-            median_range(column(runs, "steps_to", variant=variant)),
-            median_range(column(runs, "first_report_s", variant=variant), 1),
-            ratio_of_medians(base, column(runs, "time_to", variant=variant)),
-        ]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    for algo in LEARNERS:
+        for simulator in SIMULATORS:
+            base = column(runs, "time_to", algo=algo, simulator=simulator, workers=1)
+            for w in SCALING_WORKERS:
+                match = {"algo": algo, "simulator": simulator, "workers": w}
+                if not column(runs, "seed", **match):
+                    continue
+                cells = [
+                    str(column(runs, "envs_per_worker", **match)[0]),
+                    median_range(column(runs, "time_to", **match), 1),
+                    median_range(column(runs, "steps_to", **match)),
+                    median_range(column(runs, "first_report_s", **match), 1),
+                    ratio_of_medians(base, column(runs, "time_to", **match)),
+                ]
+                lines.append(f"| {algo} | {simulator} | {w} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -188,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--algos", nargs="+", choices=tuple(LEARNERS), default=list(LEARNERS), metavar="ALGO"
     )
     parser.add_argument(
-        "--variants", nargs="+", choices=tuple(SCALING), default=list(SCALING), metavar="VARIANT"
+        "--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS), metavar="KIND"
     )
     return parse_checked(parser, argv)
 
@@ -212,22 +217,24 @@ def main(argv=None) -> None:
         tables.append(learn_table([r for r in runs if r["part"] == "learn"]))
     if args.part in ("scaling", "both"):
         for seed in seeds:  # seeds outermost: a change of load hits every variant
-            for variant in args.variants:
-                row = scaling_run(variant, seed, args.quick)
-                runs.append(row)
-                print(
-                    f"{variant} seed {seed}: 475 at {row['steps_to']} steps / {row['time_to']} s "
-                    f"(first report {row['first_report_s']:.1f} s), stopped after "
-                    f"{row['env_steps']:,} steps / {row['wall_clock']:.1f} s",
-                    flush=True,
-                )
+            for algo in args.algos:
+                for simulator in args.simulators:
+                    for row in scaling_runs(algo, simulator, seed, args.quick):
+                        runs.append(row)
+                        print(
+                            f"{algo} {simulator} W={row['workers']} seed {seed}: 475 at "
+                            f"{row['steps_to']} steps / {row['time_to']} s (first report "
+                            f"{row['first_report_s']} s)",
+                            flush=True,
+                        )
         tables.append(scaling_table([r for r in runs if r["part"] == "scaling"]))
     table = "\n\n".join(tables)
     print("\n" + table)
     settings = {
         "delay": DELAY,
         "scaling_steps": SCALING_STEPS,
-        "scaling": SCALING,
+        "scaling_workers": SCALING_WORKERS,
+        "total_envs": TOTAL_ENVS,
         "quick": args.quick,
     }
     path = write_json(

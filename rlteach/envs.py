@@ -137,6 +137,20 @@ class DelayWrapper(gym.Wrapper):
         return self.env.step(action)
 
 
+def delay_seconds(delay: float, kind: str = "sleep", repeats: int = 200) -> float:
+    """The median wall-clock seconds one :class:`DelayWrapper` delay takes on this machine, idle:
+    ``time.sleep(delay)`` wakes up late by the scheduler's slack (tens of µs to a millisecond);
+    ``busy_wait`` is exact while its core is free."""
+    check_delay(delay, kind)
+    wait = time.sleep if kind == "sleep" else busy_wait
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        wait(delay)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def check_delay(delay: float, kind: str = "sleep") -> None:
     """``ValueError`` naming the problem unless ``delay >= 0`` seconds and ``kind`` is known."""
     if not delay >= 0:

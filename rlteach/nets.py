@@ -333,3 +333,40 @@ def flat_gradient(model: nn.Module) -> np.ndarray:
         .numpy()
         .astype(np.float32)
     )
+
+
+def alias_parameters(model: nn.Module) -> np.ndarray:
+    """Make every parameter of ``model`` a view of one new float32 vector ``[P]`` (in
+    :func:`flat_parameters` order, holding the current values) and return that vector: writing a
+    θ into it (``np.copyto``) then loads θ into ``model`` in one copy, where
+    :func:`set_flat_parameters` copies tensor by tensor. The parameters stay the same
+    ``nn.Parameter`` objects, so an optimizer built on them keeps working."""
+    flat = flat_parameters(model)
+    storage = torch.from_numpy(flat)
+    for p, view in zip(model.parameters(), _views(model, storage), strict=True):
+        p.data = view
+    return flat
+
+
+def alias_gradients(model: nn.Module, flat: np.ndarray) -> None:
+    """Make every parameter's ``.grad`` a view of ``flat`` ``[P]`` float32 (in
+    :func:`flat_parameters` order; e.g. a worker's push slot, ``ctx.slot``): ``backward()`` then
+    accumulates into ``flat`` in place, so the gradient is there without :func:`flat_gradient`'s
+    copy. Zero it before each backward with ``model.zero_grad(set_to_none=False)`` (the default,
+    ``set_to_none=True``, would drop the views)."""
+    storage = torch.from_numpy(flat)
+    if storage.dtype != torch.float32 or storage.numel() != sum(
+        p.numel() for p in model.parameters()
+    ):
+        raise ValueError("flat must be a float32 vector with one entry per parameter")
+    for p, view in zip(model.parameters(), _views(model, storage), strict=True):
+        p.grad = view
+
+
+def _views(model: nn.Module, storage: torch.Tensor) -> list[torch.Tensor]:
+    """Consecutive views of the flat ``storage`` shaped as ``model``'s parameters."""
+    views, offset = [], 0
+    for p in model.parameters():
+        views.append(storage[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return views

@@ -12,12 +12,14 @@ import base64
 import html
 import math
 import time
+import warnings
 from itertools import cycle
 
 import IPython
 import numpy as np
 from IPython.display import display
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from rlteach.history import History
 
@@ -933,6 +935,115 @@ def scaling(
     ax.set_title(title)
     ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2)
     return fig
+
+
+def worker_scaling(
+    tables: dict, laws: dict | None = None, cores: int | None = None, target: float = 475
+):
+    """Time and samples to a return against the number of workers, one colour per setting.
+
+    ``tables``: label → a :func:`~rlteach.distributed.driver.worker_scaling` table (``workers``,
+    ``seconds`` and ``env_steps`` ``[seeds, K]``, NaN where a run never reached ``target``).
+    Left: seconds to ``target``, median over seeds with the range; ``laws`` (label → predicted
+    seconds ``[K]``, e.g. :func:`~rlteach.distributed.driver.simulator_law`) drawn as lines.
+    Right: env steps to ``target``, with the 1-worker median as a dotted line (what a fixed global
+    batch predicts for every W). Runs that never reached ``target`` are left out and counted in the
+    legend."""
+    fig, (left, right) = figure(ncols=2, width=5.0, height=3.8)
+    for i, (color, (label, table)) in enumerate(zip(cycle(Palette), tables.items())):
+        w = np.asarray(table["workers"], dtype=float)
+        dodged = w * 2 ** (0.05 * (i - (len(tables) - 1) / 2))  # settings side by side at each W
+        missing = int(np.isnan(table["seconds"]).sum())
+        note = f"; {missing} of the runs never reached it" if missing else ""
+        _median_and_range(left, dodged, table["seconds"], color, f"{label}{note}")
+        if laws and label in laws:
+            left.plot(w, laws[label], "-", color=color, lw=1.2, label=f"{label}: predicted")
+        steps = _median_and_range(right, dodged, table["env_steps"], color, label)
+        right.axhline(steps[0], color=color, ls=":", lw=1)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(w, [str(int(x)) for x in w])
+        ax.set_xlabel("workers W")
+        _cores_line(ax, cores)
+    left.set_yscale("log")
+    left.yaxis.set_major_formatter(ScalarFormatter())
+    left.yaxis.set_minor_formatter(ScalarFormatter())
+    left.set_ylabel(f"seconds to a last-20 mean of {target:g}")
+    left.set_title("wall-clock time (log scale)")
+    right.set_ylabel(f"env steps to {target:g}")
+    right.set_ylim(bottom=0)
+    right.set_title("samples (dotted: the 1-worker median)")
+    fig.legend(
+        *left.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small"
+    )
+    return fig
+
+
+def worker_scaling_table(tables: dict, laws: dict | None = None, digits: int = 3) -> Table:
+    """One row per setting and W of :func:`worker_scaling`'s ``tables``: seconds and env steps to
+    the target as ``median [min, max]`` over the seeds that reached it (and how many did), the
+    speed-up ``t(1)/t(W)`` of the medians, and the law's prediction when ``laws`` has one."""
+    rows = []
+    for label, table in tables.items():
+        seconds, steps = np.asarray(table["seconds"]), np.asarray(table["env_steps"])
+        reached = ~np.isnan(seconds)
+        one = np.median(seconds[reached[:, 0], 0]) if reached[:, 0].any() else math.nan
+        for j, w in enumerate(table["workers"]):
+            ok = reached[:, j]
+            if not ok.any():
+                rows.append([label, w, f"0 of {len(ok)}", "never", "never", "n/a", "n/a"])
+                continue
+            predicted = f"{laws[label][j]:.{digits}g}" if laws and label in laws else "n/a"
+            rows.append(
+                [
+                    label,
+                    w,
+                    f"{ok.sum()} of {len(ok)}",
+                    median_range(seconds[ok, j], digits),
+                    median_range(steps[ok, j], digits),
+                    f"{one / np.median(seconds[ok, j]):.2f}×",
+                    predicted,
+                ]
+            )
+    return Table(
+        rows,
+        [
+            "setting",
+            "W",
+            "seeds that reached it",
+            "seconds",
+            "env steps",
+            "speed-up t(1)/t(W)",
+            "predicted seconds",
+        ],
+    )
+
+
+def median_range(values, digits: int = 3) -> str:
+    """``"median [min, max]"`` of ``values`` with ``digits`` significant digits: a table cell."""
+    values = np.asarray(values, dtype=float)
+    low, mid, high = values.min(), np.median(values), values.max()
+    return f"{mid:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
+def _median_and_range(ax, workers, values, color, label) -> np.ndarray:
+    """Median over the seeds (rows of ``values [S, K]``, NaN ignored) as dots with the range as
+    error bars; returns the medians ``[K]``."""
+    values = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():  # a W where no seed reached the target: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median, low, high = np.nanmedian(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+    ax.errorbar(
+        workers,
+        median,
+        yerr=(median - low, high - median),
+        fmt="o",
+        color=color,
+        ms=6,
+        capsize=4,
+        label=f"{label} (median and range of {len(values)} seeds)",
+    )
+    return median
 
 
 def scaling_law(result, ax=None, title: str = "", cores: int | None = None):

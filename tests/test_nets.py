@@ -14,6 +14,9 @@ from rlteach.nets import (
     CategoricalPolicy,
     GaussianPolicy,
     ValueFunction,
+    alias_gradients,
+    alias_parameters,
+    flat_gradient,
     flat_parameters,
     mlp,
     set_flat_parameters,
@@ -264,3 +267,49 @@ def test_set_flat_parameters_copies_and_does_not_alias_the_vector():
             p.add_(1.0)
     np.testing.assert_array_equal(theta, np.arange(8, dtype=np.float32))
     np.testing.assert_array_equal(flat_parameters(model), theta + 1)
+
+
+def actor_critic_loss(model, obs):
+    """A scalar touching every parameter of an ActorCritic: the critic's values and the actor's
+    log-probabilities of action 0."""
+    return model.value(obs).sum() + model.dist(obs).log_prob(torch.zeros(len(obs))).sum()
+
+
+def test_aliased_parameters_load_a_written_theta_and_keep_their_values():
+    model = ActorCritic(OBS_SPACE, DISCRETE, (8, 8))
+    before = flat_parameters(model)
+    flat = alias_parameters(model)
+    np.testing.assert_array_equal(flat, before)  # aliasing changes no value
+    theta = np.random.default_rng(0).standard_normal(flat.size).astype(np.float32)
+    np.copyto(flat, theta)  # one copy into the vector ...
+    np.testing.assert_array_equal(flat_parameters(model), theta)  # ... is θ loaded in the model
+    reference = ActorCritic(OBS_SPACE, DISCRETE, (8, 8))
+    set_flat_parameters(reference, theta)
+    obs = torch.randn(5, 3)
+    torch.testing.assert_close(model.value(obs), reference.value(obs), rtol=0, atol=0)
+
+
+def test_aliased_gradients_are_the_flat_gradient_without_a_copy():
+    """backward() writes into the aliased vector, and zeroing with set_to_none=False keeps the
+    alias: two backward passes in a row each leave exactly the gradient of their own loss."""
+    model = ActorCritic(OBS_SPACE, DISCRETE, (8, 8))
+    grads = np.full(flat_parameters(model).size, np.nan, dtype=np.float32)
+    alias_gradients(model, grads)
+    reference = ActorCritic(OBS_SPACE, DISCRETE, (8, 8))
+    set_flat_parameters(reference, flat_parameters(model))
+    for seed in (1, 2):
+        obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(seed))
+        model.zero_grad(set_to_none=False)
+        actor_critic_loss(model, obs).backward()
+        reference.zero_grad(set_to_none=True)
+        actor_critic_loss(reference, obs).backward()
+        np.testing.assert_array_equal(grads, flat_gradient(reference))
+
+
+def test_alias_gradients_refuses_a_vector_of_the_wrong_size_or_type():
+    model = ActorCritic(OBS_SPACE, DISCRETE, (8, 8))
+    size = flat_parameters(model).size
+    with pytest.raises(ValueError, match="one entry per parameter"):
+        alias_gradients(model, np.zeros(size + 1, np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        alias_gradients(model, np.zeros(size, np.float64))

@@ -15,10 +15,12 @@ Two ways to combine workers, both in the seed's step 6:
   One round is one step of single-process PPO (notebook 04) on the *global minibatch*, the union of
   the W workers' shares: each worker pushes the gradient of its loss summed over its ``n_w``
   samples with weight ``n_w``, so the server's mean is the per-sample mean over the union; the
-  server clips that mean to ``max_grad_norm`` and steps with PPO's Adam (ε = ``ADAM_EPS``). The one
-  remaining difference is advantage normalisation, per share instead of over the global minibatch
-  (it would need one more exchange per round); with ``normalize_advantages=False`` a round and the
-  large-batch step agree to float32 rounding (:func:`large_batch_difference`).
+  server clips that mean to ``max_grad_norm`` and steps with PPO's Adam (ε = ``ADAM_EPS``).
+  Advantages are standardised over the global minibatch, as PPO standardises its minibatch: one
+  sum over the workers per batch carries every round's ``(n, ΣA, ΣA²)`` (:func:`advantage_sums`,
+  :func:`normalizes_globally`). A round and the large-batch step then agree to float32 rounding
+  (:func:`large_batch_difference`). The global batch is the unit: with ``E`` environments in all,
+  W workers of ``E/W`` each collect the same batch and take the same rounds for every W.
 * ``average="parameters"`` — the seed's literal steps 4–6: each worker runs the whole PPO update
   (all epochs) on its own data, pushes θ', and the server averages parameters. After several
   Adam steps this is *not* the same as averaging gradients (notebook 05 shows why).
@@ -39,7 +41,13 @@ import multiprocess as mp
 import numpy as np
 import torch
 
-from rlteach.algos.common import annealed, build_agent, gradient_step, set_learning_rate
+from rlteach.algos.common import (
+    annealed,
+    build_agent,
+    gradient_step,
+    one_thread,
+    set_learning_rate,
+)
 from rlteach.algos.ppo import ADAM_EPS, gae_data, minibatch_indices, ppo_loss, ppo_update
 from rlteach.config import make_config, setting
 from rlteach.distributed.driver import (
@@ -56,7 +64,13 @@ from rlteach.distributed.driver import (
 )
 from rlteach.distributed.runtime import MODES, Server, ServerConfig, SharedParams
 from rlteach.envs import make_vector_env
-from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
+from rlteach.nets import (
+    ActorCritic,
+    alias_gradients,
+    flat_gradient,
+    flat_parameters,
+    set_flat_parameters,
+)
 from rlteach.rollout import Collector
 
 BACKENDS = (*PARAMETER_SERVER_BACKENDS, "torchrun")  # torchrun: DD-PPO, no server
@@ -168,12 +182,22 @@ def gradient_rounds(
     """Synchronous DPPO (Heess et al.): for every minibatch share, the gradient of ``−L^CLIP + …``
     summed over the share is pushed with the share's size as its weight (:func:`share_gradient`)
     and the worker's ``progress`` through its budget (for the server's step size), and the next
-    share starts from the θ the server published. Returns the mean loss values, the
-    last receipt and the seconds spent waiting for the server."""
+    share starts from the θ the server published. The gradient is written straight into the
+    worker's push slot (``ctx.slot``, which the policy's gradients alias). Returns the mean loss
+    values, the last receipt and the seconds spent waiting for the server."""
     totals: dict[str, float] = {}
     steps, wait = 0, 0.0
-    for idx in minibatch_indices(len(data["obs"]), cfg, shuffle):
-        gradient, weight, stats = share_gradient(policy, {k: v[idx] for k, v in data.items()}, cfg)
+    alias_gradients(policy, ctx.slot)
+    cuts = list(minibatch_indices(len(data["obs"]), cfg, shuffle))
+    sums = None
+    if normalizes_globally(cfg):  # every round's advantage statistics, in one exchange
+        sums = ctx.sum_over_workers(advantage_sums(data["adv"], cuts)).reshape(len(cuts), 3)
+        cfg = dataclasses.replace(cfg, normalize_advantages=False)  # done below instead
+    for r, idx in enumerate(cuts):
+        share = {k: v[idx] for k, v in data.items()}
+        if sums is not None:
+            share["adv"] = normalize_with(share["adv"], sums[r])
+        gradient, weight, stats = share_gradient(policy, share, cfg, into=ctx.slot)
         receipt = ctx.push(gradient, version, weight=weight, progress=progress)
         wait += receipt.waiting
         version, _ = pull_into(ctx, policy)
@@ -183,17 +207,56 @@ def gradient_rounds(
     return {key: value / steps for key, value in totals.items()}, receipt, wait
 
 
-def share_gradient(policy, share: dict, cfg) -> tuple[np.ndarray, int, dict]:
+def normalizes_globally(cfg: DPPOConfig) -> bool:
+    """Whether advantages are standardised over each *global* minibatch (the union of the
+    workers' shares of a round), as single-process PPO standardises its minibatch: with
+    ``normalize_advantages`` in synchronous gradient rounds that wait for every worker. With
+    ``drop_stragglers`` a round is only ``W − D`` shares, and asynchronous pushes are no round:
+    each share is then standardised on its own."""
+    return cfg.normalize_advantages and (cfg.mode, cfg.average, cfg.drop_stragglers) == (
+        "sync",
+        "gradients",
+        0,
+    )
+
+
+def advantage_sums(adv: torch.Tensor, cuts: list) -> np.ndarray:
+    """``[R, 3]`` float32: for each of the ``R`` index tensors in ``cuts`` (a worker's shares of
+    the R rounds of a batch), ``(n, Σ A, Σ A²)`` of ``adv[cut]``, summed in float64. Summed over
+    the workers (:meth:`~rlteach.distributed.runtime.WorkerContext.sum_over_workers`), they give
+    each global minibatch's mean and standard deviation (:func:`normalize_with`)."""
+    adv = adv.double()
+    return np.array(
+        [[len(cut), adv[cut].sum().item(), adv[cut].square().sum().item()] for cut in cuts],
+        dtype=np.float32,
+    )
+
+
+def normalize_with(adv: torch.Tensor, sums: np.ndarray, eps: float = 1e-8) -> torch.Tensor:
+    """``(A − μ) / (σ + ε)`` with ``μ = ΣA / n`` and the population ``σ = √(ΣA²/n − μ²)`` of a
+    global minibatch, from its ``sums = (n, ΣA, ΣA²)``: what :func:`rlteach.advantages.normalize`
+    computes on the union of the shares, applied to this worker's share ``adv [n_w]``."""
+    n, total, squares = (float(x) for x in sums)
+    mean = total / n
+    std = max(squares / n - mean * mean, 0.0) ** 0.5
+    return (adv - mean) / (std + eps)
+
+
+def share_gradient(
+    policy, share: dict, cfg, into: np.ndarray | None = None
+) -> tuple[np.ndarray, int, dict]:
     """``(∇ Σ_i ℓ_i [P], n, stats)`` for one worker's share of ``n`` samples (flat ``[n, ...]``
     tensors, as for :func:`~rlteach.algos.ppo.ppo_loss`): the gradient of the share's loss
     ``n · ppo_loss``, i.e. summed rather than averaged over its samples, and ``n``, its weight in
     the server's mean ``Σ_w ∇ Σ_i ℓ_i / Σ_w n_w`` — the gradient of the mean loss over the union of
-    the shares. Not clipped: the server clips the mean."""
+    the shares. Not clipped: the server clips the mean. ``into``: the ``[P]`` vector that
+    ``policy``'s gradients alias (:func:`~rlteach.nets.alias_gradients`), which then holds the
+    gradient and is returned; otherwise the gradient is a new vector."""
     n = len(share["obs"])
     loss, stats = ppo_loss(policy, share, cfg)
-    policy.zero_grad(set_to_none=True)
+    policy.zero_grad(set_to_none=into is None)
     (loss * n).backward()
-    return flat_gradient(policy), n, stats
+    return (flat_gradient(policy) if into is None else into), n, stats
 
 
 def slow_down(ctx, cfg: DPPOConfig, batch) -> None:
@@ -313,7 +376,9 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
     ``cfg.seed``) through a :class:`~rlteach.distributed.runtime.Server` configured by
     :func:`server_config`; the PPO side takes ``rounds`` steps of ``gradient_step`` with
     ``torch.optim.Adam`` (ε = ``ADAM_EPS``) on :func:`~rlteach.algos.ppo.ppo_loss` of the union of
-    the round's shares. The step size is held constant (``anneal_lr=False``). Returns
+    the round's shares. With ``normalize_advantages`` the shares are standardised over their union
+    (:func:`normalize_with`), as in :func:`gradient_rounds`. The step size is held constant
+    (``anneal_lr=False``). Returns
     ``difference`` = ``max_i |θ_DPPO − θ_PPO|_i`` and ``moved`` = ``max_i |θ_PPO − θ0|_i`` after
     the ``rounds`` steps, and ``shares``, the workers' share sizes of the first round."""
     cfg = dataclasses.replace(cfg, anneal_lr=False)
@@ -325,11 +390,19 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
     server = in_process_server(theta0, cfg)
     node, big = copy.deepcopy(policy), copy.deepcopy(policy)
     optimizer = torch.optim.Adam(big.parameters(), lr=cfg.lr, eps=ADAM_EPS)
+    node_cfg = dataclasses.replace(cfg, normalize_advantages=False)
     for r in range(rounds):
         theta, version = server.shared.read()
         set_flat_parameters(node, theta)
-        for w, worker_shares in enumerate(shares):
-            gradient, weight, _ = share_gradient(node, worker_shares[r], cfg)
+        round_shares = [worker_shares[r] for worker_shares in shares]
+        if cfg.normalize_advantages:
+            whole = [torch.arange(len(s["adv"])) for s in round_shares]
+            sums = sum(
+                advantage_sums(s["adv"], [i]) for s, i in zip(round_shares, whole, strict=True)
+            )[0]
+            round_shares = [{**s, "adv": normalize_with(s["adv"], sums)} for s in round_shares]
+        for w, share in enumerate(round_shares):
+            gradient, weight, _ = share_gradient(node, share, node_cfg)
             np.copyto(server.shared.slot(w), gradient)
             server.on_push(w, version, weight)
         pooled = {k: torch.cat([s[r][k] for s in shares]) for k in shares[0][r]}
@@ -341,6 +414,31 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
         "moved": float(np.abs(theta_ppo - theta0).max()),
         "shares": [len(s[0]["obs"]) for s in shares],
     }
+
+
+def share_gradient_seconds(cfg: DPPOConfig, sizes=(16, 64, 256), repeats: int = 50) -> dict:
+    """What a worker's part of one round costs: the median seconds of :func:`share_gradient` at
+    θ0 (:func:`initial_policy`) for a share of each of ``sizes`` samples, in this process (with
+    one torch thread, as a worker). Returns ``{size: seconds}``. The shares are the first samples of
+    one batch collected with ``cfg`` (:func:`worker_batches`; ``cfg.workers = 1``, enough
+    ``rollout_steps`` for the largest size)."""
+    cfg = dataclasses.replace(cfg, workers=1, env_delay=0.0)
+    steps = -(-max(sizes) // cfg.envs_per_worker) + 1  # a reset step may be dropped per env
+    cfg = dataclasses.replace(cfg, rollout_steps=max(cfg.rollout_steps, 2 * steps))
+    policy = initial_policy(cfg)
+    (data,) = worker_batches(policy, cfg, cfg.seed)
+    one_thread()  # the library's rule for every process, the notebook's included
+    seconds = {}
+    for size in sizes:
+        share = {k: v[:size] for k, v in data.items()}
+        share_gradient(policy, share, cfg)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            share_gradient(policy, share, cfg)
+            times.append(time.perf_counter() - start)
+        seconds[size] = float(np.median(times))
+    return seconds
 
 
 def gradient_agreement(policy, cfg: DPPOConfig, draws: int = 3) -> np.ndarray:

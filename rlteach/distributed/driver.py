@@ -10,6 +10,7 @@ and the round's timings split into ``compute`` (collecting and differentiating),
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import asdict
 
 import numpy as np
@@ -19,8 +20,8 @@ from rlteach.algos.common import TrainResult, build_agent, one_thread
 from rlteach.algos.ppo import ADAM_EPS
 from rlteach.distributed.runtime import Cluster, ServerConfig
 from rlteach.envs import env_factory, make_vector_env, physics_variations
-from rlteach.history import History
-from rlteach.nets import ActorCritic, flat_parameters, set_flat_parameters
+from rlteach.history import History, StopAtReturn
+from rlteach.nets import ActorCritic, alias_parameters, flat_parameters, set_flat_parameters
 from rlteach.rollout import Collector, evaluate
 
 
@@ -48,14 +49,24 @@ def worker_agent(ctx, cfg, factories) -> tuple[ActorCritic, Collector]:
     one_thread()
     envs = make_vector_env(cfg.env_id, cfg.envs_per_worker, env_fn=factories[ctx.worker_id])
     policy = ActorCritic(envs.single_observation_space, envs.single_action_space, cfg.hidden)
+    _ALIASED[policy] = alias_parameters(policy)  # a pull then loads θ in one copy
     return policy, Collector(envs, policy, seed=ctx.seed)
 
 
+_ALIASED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # policy → its flat θ
+
+
 def pull_into(ctx, policy) -> tuple[int, float]:
-    """Load the newest global θ into ``policy``; return its version and the seconds it took."""
+    """Load the newest global θ into ``policy``; return its version and the seconds it took.
+    A policy made by :func:`worker_agent` gets θ copied straight into the flat vector its
+    parameters are views of (:func:`rlteach.nets.alias_parameters`)."""
     start = time.perf_counter()
-    theta, version = ctx.pull()
-    set_flat_parameters(policy, theta)
+    flat = _ALIASED.get(policy)
+    if flat is None:
+        theta, version = ctx.pull()
+        set_flat_parameters(policy, theta)
+    else:
+        _, version = ctx.pull(out=flat)
     return version, time.perf_counter() - start
 
 
@@ -207,3 +218,78 @@ def run_on_parameter_server(
     if callback is not None:
         callback(history)
     return TrainResult(policy, history, cfg, interrupted=outcome.interrupted)
+
+
+# ----------------------------------------------------------------------------- scaling with W
+# Notebook 07 and benchmarks/distributed_cartpole.py: does a run get faster with more workers?
+
+
+def worker_scaling(
+    run,
+    workers: tuple[int, ...],
+    seeds,
+    *,
+    target: float,
+    delay: float,
+    kind: str = "sleep",
+    total_envs: int | None = None,
+    **overrides,
+) -> dict:
+    """Seconds and env steps until a run first reaches ``target``, for each worker count.
+
+    For each ``W`` in ``workers`` and each seed ``s``, calls ``run(workers=W, seed=s,
+    env_delay=delay, env_delay_kind=kind, eval_interval=0, callback=StopAtReturn(target),
+    **overrides)`` (``run``: :func:`rlteach.run_dppo` or :func:`rlteach.run_da3c`); with
+    ``total_envs = N`` each worker steps ``N / W`` environments, so every W collects the same
+    global batch (``N`` must be a multiple of every W). The run stops once the mean of the last 20
+    training returns reaches ``target`` (what follows would not change the numbers). Seeds are the
+    outer loop, so a change of load hits every W alike.
+
+    Returns ``{"workers": [W], "seconds": [S, W], "env_steps": [S, W], "first_report": [S, W]}``
+    (arrays over seeds × worker counts; NaN where a run never reached ``target``): seconds from
+    the call to the episode at which the mean reached it, its env steps, and the seconds to the
+    first worker report (process start-up plus one batch)."""
+    if total_envs is not None and any(total_envs % w for w in workers):
+        raise ValueError(f"total_envs = {total_envs} must be a multiple of every W in {workers}")
+    seeds = list(seeds)
+    shape = (len(seeds), len(workers))
+    table = {key: np.full(shape, np.nan) for key in ("seconds", "env_steps", "first_report")}
+    for i, seed in enumerate(seeds):
+        for j, w in enumerate(workers):
+            split = {} if total_envs is None else {"envs_per_worker": total_envs // w}
+            history = run(
+                workers=w,
+                seed=seed,
+                env_delay=delay,
+                env_delay_kind=kind,
+                eval_interval=0.0,
+                callback=StopAtReturn(target),
+                **split,
+                **overrides,
+            ).history
+            reached = history.first_reaching(target)
+            if reached is not None:
+                table["seconds"][i, j] = reached["wall_time"]
+                table["env_steps"][i, j] = reached["env_steps"]
+            if history.updates:
+                table["first_report"][i, j] = history.updates[0]["wall_time"]
+    return {"workers": list(workers), **table}
+
+
+def simulator_law(
+    seconds_one: float, env_steps: float, step_seconds: float, workers, cores: int, kind: str
+) -> np.ndarray:
+    """Predicted seconds to the target with ``W`` workers, from the 1-worker run: its
+    ``seconds_one``, of which ``env_steps × step_seconds`` waited on the simulator (
+    :func:`rlteach.envs.delay_seconds`). The rest (the network, the updates, start-up) is taken
+    as fixed, and the simulator part divides among the workers that can run it at once: all ``W``
+    for a sleeping simulator, at most ``cores`` for a computing one,
+
+        t(W) = t(1) − N c + N c / W_eff,   W_eff = W (sleep) or min(W, cores) (busy),
+
+    with the same env steps ``N`` for every W (the global batch is fixed). Returns ``[len(workers)]``
+    seconds."""
+    simulated = env_steps * step_seconds
+    w = np.asarray(workers, dtype=float)
+    effective = w if kind == "sleep" else np.minimum(w, cores)
+    return seconds_one - simulated + simulated / effective

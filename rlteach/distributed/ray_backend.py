@@ -30,6 +30,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import dill
 import numpy as np
@@ -91,6 +92,14 @@ class ActorParams:
         np.copyto(self.params, theta)
         self.version = version
 
+    @contextmanager
+    def writing(self):
+        """θ to change in place (no lock: the actor's one thread is the only reader)."""
+        yield self.params
+
+    def set_version(self, version: int) -> None:
+        self.version = version
+
 
 class ServerActor:
     """The parameter server as an asyncio Ray actor: ``pull``, ``push`` (answered when the server
@@ -103,6 +112,10 @@ class ServerActor:
         self.reports: list = []
         self.sent = 0  # server push records already handed to the driver
         self.stopped = False
+
+    async def size(self) -> int:
+        """The number of parameters P."""
+        return self.server.shared.size
 
     async def pull(self):
         """``(θ, version, stopped)``."""
@@ -122,6 +135,19 @@ class ServerActor:
         self.waiting[worker] = answer
         self.answer(self.server.on_push(worker, version, weight, progress))
         return await answer
+
+    async def sum_over_workers(self, worker: int, vector: np.ndarray):
+        """``worker``'s part of a sum (``Server.on_sum``); the elementwise total once every active
+        worker has sent its part, or ``None`` if stopped."""
+        if self.stopped:
+            return None
+        np.copyto(self.server.shared.slot(worker)[: vector.size], vector)
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting[worker] = answer
+        self.answer(self.server.on_sum(worker, vector.size))
+        if await answer is None:
+            return None
+        return self.server.shared.slot(worker)[: vector.size].copy()
 
     async def leave(self, worker: int) -> None:
         """``worker`` returned: sync rounds stop waiting for it (nothing changes once stopped)."""
@@ -161,6 +187,14 @@ class RayWorkerContext:
         self.worker_id, self.workers, self.seed, self.server = worker_id, workers, seed, cfg
         self._stopping = False
         self._change = ParameterChange() if cfg.average == "parameters" else None
+        self._slot: np.ndarray | None = None
+
+    @property
+    def slot(self) -> np.ndarray:
+        """A push buffer, ``[P]`` float32, in this worker's memory (Ray copies what is pushed)."""
+        if self._slot is None:
+            self._slot = np.zeros(self._call(self._server.size.remote()), np.float32)
+        return self._slot
 
     @property
     def stopping(self) -> bool:
@@ -195,6 +229,18 @@ class RayWorkerContext:
             raise StopRun
         _, applied, new_version, staleness = ack
         return PushReceipt(applied, new_version, staleness, time.perf_counter() - start)
+
+    def sum_over_workers(self, vector: np.ndarray) -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float32).ravel()
+        total, size = np.empty_like(vector), self.slot.size
+        for start in range(0, vector.size, size):  # in slot-sized pieces, as the local ctx
+            piece = vector[start : start + size]
+            summed = self._call(self._server.sum_over_workers.remote(self.worker_id, piece))
+            if summed is None:
+                self._stopping = True
+                raise StopRun
+            total[start : start + piece.size] = summed
+        return total
 
     def report(self, **metrics) -> None:
         self._server.report.remote(self.worker_id, metrics)

@@ -47,22 +47,34 @@ CFG = DPPOConfig(
     epochs=1,
     minibatches=1,  # one round: every worker pushes the gradient of its whole batch
     max_grad_norm=0.05,  # small enough that the server's clip is active (asserted below)
-    normalize_advantages=False,  # per-share normalisation is the one difference left
+    normalize_advantages=False,  # tested both ways below
     anneal_lr=False,
 )
 
 
 class InProcessContext:
-    """What ``gradient_rounds`` needs of a worker's ``ctx``, talking straight to a ``Server``."""
+    """What ``gradient_rounds`` needs of a worker's ``ctx``, talking straight to a ``Server``. The
+    workers run one after another, so a sum over them cannot be a barrier here: ``totals`` is the
+    answer, computed beforehand from every worker's data (the runtime's own sum is tested with
+    real processes in test_runtime)."""
 
-    def __init__(self, server: Server, worker_id: int):
+    def __init__(self, server: Server, worker_id: int, totals=None):
         self.server, self.worker_id, self.stopping = server, worker_id, False
+        self.totals = totals
+
+    def sum_over_workers(self, vector):
+        assert self.totals is not None and np.size(vector) == len(self.totals)
+        return self.totals
+
+    @property
+    def slot(self):
+        return self.server.shared.slot(self.worker_id)
 
     def pull(self):
         return self.server.shared.read()
 
     def push(self, vector, version, weight=1.0, progress=0.0):
-        np.copyto(self.server.shared.slot(self.worker_id), vector)
+        np.copyto(self.slot, vector)  # a no-op when the gradient was written into the slot
         self.server.on_push(self.worker_id, version, weight, progress)
         return PushReceipt(True, self.server.stats.version, 0, 0.0)
 
@@ -80,8 +92,16 @@ def worker_data(policy, cfg, seed=0):
     return data
 
 
+def advantage_totals(data):
+    """``(n, ΣA, ΣA²)`` over every worker's whole batch, in float64: with one epoch of one
+    minibatch, a round's global minibatch is all of the data."""
+    adv = np.concatenate([d["adv"].double().numpy() for d in data])
+    return np.array([len(adv), adv.sum(), (adv**2).sum()])
+
+
 def dppo_round(policy, data, cfg):
     """θ after one round of the workers' real ``gradient_rounds`` through a real ``Server``."""
+    totals = advantage_totals(data)
     theta0 = flat_parameters(policy)
     shared = SharedParams(theta0.size, cfg.workers, mp.get_context("spawn"))
     shared.publish(theta0, 0)
@@ -89,7 +109,8 @@ def dppo_round(policy, data, cfg):
     for w, worker_batch in enumerate(data):
         node = copy.deepcopy(policy)
         shuffle = torch.Generator().manual_seed(w)
-        gradient_rounds(InProcessContext(server, w), node, worker_batch, cfg, shuffle, 0, 0.0)
+        ctx = InProcessContext(server, w, totals)
+        gradient_rounds(ctx, node, worker_batch, cfg, shuffle, 0, 0.0)
     assert server.stats.version == 1 and server.stats.applied == cfg.workers
     return server.theta.copy()
 
@@ -111,12 +132,15 @@ def setting():
     return policy, data
 
 
+@pytest.mark.parametrize("normalize", [False, True], ids=["raw", "normalised"])
 @pytest.mark.parametrize("max_grad_norm", [0.05, 1e3], ids=["clipped", "not-clipped"])
-def test_one_dppo_round_is_one_large_batch_ppo_step(setting, max_grad_norm):
+def test_one_dppo_round_is_one_large_batch_ppo_step(setting, max_grad_norm, normalize):
     """Clipped: the clip fixes the step's norm, so only the direction (the weighting) is tested;
-    not clipped: Adam's ε (1e-5, near some coordinates' |g|) also makes the scale of ḡ matter."""
+    not clipped: Adam's ε (1e-5, near some coordinates' |g|) also makes the scale of ḡ matter.
+    Normalised: each worker standardises its share with the global minibatch's statistics, as
+    single-process PPO standardises the pooled minibatch."""
     policy, data = setting
-    cfg = dataclasses.replace(CFG, max_grad_norm=max_grad_norm)
+    cfg = dataclasses.replace(CFG, max_grad_norm=max_grad_norm, normalize_advantages=normalize)
     sizes = [len(d["obs"]) for d in data]
     assert len(set(sizes)) > 1, f"the workers' batches should differ in size: {sizes}"
     by_dppo = dppo_round(policy, data, cfg)
@@ -143,12 +167,24 @@ def test_the_old_rule_per_worker_clip_and_plain_mean_is_not_that_step(setting):
     assert np.abs(theta - by_ppo).max() > 100 * TOLERANCE
 
 
-def test_large_batch_difference_is_rounding_without_normalisation_and_not_with_it():
-    cfg = dataclasses.replace(CFG, minibatches=4, epochs=1)
-    exact = large_batch_difference(cfg, rounds=3)
-    assert exact["difference"] < TOLERANCE < exact["moved"]
-    normalised = large_batch_difference(dataclasses.replace(cfg, normalize_advantages=True), 3)
-    assert normalised["difference"] > 100 * TOLERANCE  # per-share normalisation differs
+@pytest.mark.parametrize("normalize", [False, True], ids=["raw", "normalised"])
+def test_large_batch_difference_is_rounding_with_or_without_normalisation(normalize):
+    cfg = dataclasses.replace(CFG, minibatches=4, epochs=1, normalize_advantages=normalize)
+    result = large_batch_difference(cfg, rounds=3)
+    assert result["difference"] < TOLERANCE < result["moved"]
+
+
+def test_per_share_normalisation_would_not_be_the_large_batch_step(setting):
+    """The normalised test above can fail: standardising each share with its own statistics (what
+    DPPO did before, and still does with drop_stragglers) misses the step by far more."""
+    policy, data = setting
+    cfg = dataclasses.replace(CFG, normalize_advantages=True)
+    per_share = [
+        {**d, "adv": (d["adv"] - d["adv"].mean()) / d["adv"].std(correction=0)} for d in data
+    ]
+    by_ppo, _ = ppo_step(policy, data, cfg)
+    by_shares = dppo_round(policy, per_share, dataclasses.replace(cfg, normalize_advantages=False))
+    assert np.abs(by_shares - by_ppo).max() > 10 * TOLERANCE  # 2.6e-5 when written
 
 
 def test_server_mean_is_weighted_by_the_pushed_weights():
@@ -222,3 +258,12 @@ def test_returns_across_physics_evaluates_each_physics_as_evaluate_does():
     )
     assert standard == pytest.approx(np.mean(evaluate(policy, "CartPole-v1", 4, 3)))
     assert short != standard
+
+
+def test_share_gradient_seconds_times_each_share_size_with_one_torch_thread():
+    from rlteach.distributed.dppo import share_gradient_seconds
+
+    seconds = share_gradient_seconds(DPPOConfig(envs_per_worker=2), sizes=(4, 40), repeats=3)
+    assert list(seconds) == [4, 40]
+    assert all(0 < s < 1.0 for s in seconds.values())  # seconds, not ms: a unit check
+    assert torch.get_num_threads() == 1

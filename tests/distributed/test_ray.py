@@ -220,6 +220,21 @@ def test_sync_rounds_average_gradients_like_the_local_server(shared_ray):
         assert [(v, after) for v, after, _, _ in versions] == [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 
+def test_sum_over_workers_is_the_local_runtimes_sum_on_ray(shared_ray):
+    """The same worker as test_runtime's: three workers, worker 2 leaves after the first sum, 11
+    numbers through a 5-parameter slot."""
+    theta0 = np.arange(5, dtype=np.float32)
+    result = run_on_ray(
+        W.sum_twice_then_leave_early_on_worker_two, workers=3, params=theta0, args=(11,)
+    )
+    for worker, sums in enumerate(result.results):
+        np.testing.assert_array_equal(sums[0], np.full(11, 6.0))
+        if worker < 2:
+            np.testing.assert_array_equal(sums[1], np.arange(11) * 3.0)
+            np.testing.assert_array_equal(sums[2], theta0)
+    assert result.version == 0
+
+
 def test_async_applies_every_push_and_records_staleness(shared_ray):
     server = ServerConfig(mode="async", optimizer="sgd", lr=1.0)
     result = run_on_ray(

@@ -150,6 +150,22 @@ def test_annealing_follows_the_progress_the_pushes_carry(mode, progress, step):
     np.testing.assert_allclose(before - server.theta, step, atol=1e-7)
 
 
+@pytest.mark.parametrize("length", [3, 11], ids=["fits-the-slot", "longer-than-the-slot"])
+def test_sum_over_workers_adds_every_active_workers_vector_and_leaves_theta_alone(length):
+    """Three workers sum twice; worker 2 returns after the first sum, so the second counts only
+    workers 0 and 1. With 11 numbers and a 5-parameter slot the sum travels in three pieces."""
+    theta0 = np.arange(5, dtype=np.float32)
+    result = run_cluster(
+        W.sum_twice_then_leave_early_on_worker_two, workers=3, params=theta0, args=(length,)
+    )
+    for worker, sums in enumerate(result.results):
+        np.testing.assert_array_equal(sums[0], np.full(length, 1.0 + 2.0 + 3.0))
+        if worker < 2:
+            np.testing.assert_array_equal(sums[1], np.arange(length) * (1.0 + 2.0))
+            np.testing.assert_array_equal(sums[2], theta0)  # a sum is not a push
+    assert result.version == 0
+
+
 def test_workers_get_their_seeds_from_a_seed_sequence():
     first = run_cluster(W.return_seed, workers=3, params=np.zeros(1), seed=5).results
     again = run_cluster(W.return_seed, workers=3, params=np.zeros(1), seed=5).results

@@ -209,3 +209,104 @@ def test_the_explorer_has_a_control_per_setting_and_redraws_with_real_processes(
     assert controls["delay"].options == ("sleep", "busy")
     controls["delay"].value = "busy"  # a change redraws: both experiments run again
     assert panel.children[2].value == ""  # the status line is cleared after a successful draw
+
+
+# ----------------------------------------------------------------------------- time to a return vs W
+# driver.worker_scaling and driver.simulator_law (notebook 07, benchmarks/distributed_cartpole.py)
+
+
+class FakeRun:
+    """Stands in for run_dppo: records its keyword arguments and returns a history in which the
+    last-20 mean reaches 100 at env step 1000·W (never when W = 4), at 10 s / W."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, **kwargs):
+        from types import SimpleNamespace
+
+        from rlteach.history import History
+
+        self.calls.append(kwargs)
+        w, history = kwargs["workers"], History()
+        history.log_update(env_steps=50, wall_time=0.5)
+        reaching = w != 4  # the 20th episode completes the window: reached at k = 20
+        for k in range(1, 21):
+            history.episodes.append(
+                {"env_steps": 1000 * w * k // 20, "wall_time": 10 / w * k / 20, "return": 100.0}
+                if reaching
+                else {"env_steps": k, "wall_time": k, "return": 0.0}
+            )
+        return SimpleNamespace(history=history)
+
+
+def test_worker_scaling_splits_the_global_batch_and_records_when_each_run_reached_the_target():
+    from rlteach.distributed.driver import worker_scaling
+
+    run = FakeRun()
+    table = worker_scaling(
+        run, (1, 2, 4), seeds=[7, 8], target=100.0, delay=0.002, kind="busy", total_envs=4
+    )
+    assert [c["workers"] for c in run.calls] == [1, 2, 4, 1, 2, 4]  # seeds outermost
+    assert [c["envs_per_worker"] for c in run.calls[:3]] == [4, 2, 1]
+    assert all(c["env_delay"] == 0.002 and c["env_delay_kind"] == "busy" for c in run.calls)
+    assert all(c["eval_interval"] == 0.0 for c in run.calls)
+    np.testing.assert_array_equal(table["env_steps"][0], [1000, 2000, np.nan])  # W·1000
+    np.testing.assert_allclose(table["seconds"][1], [10.0, 5.0, np.nan])
+    np.testing.assert_array_equal(table["first_report"], np.full((2, 3), 0.5))
+    with pytest.raises(ValueError, match="multiple of every W"):
+        worker_scaling(run, (1, 3), seeds=[0], target=1.0, delay=0.0, total_envs=4)
+
+
+def test_simulator_law_divides_the_simulated_time_by_the_workers_that_can_run_it():
+    from rlteach.distributed.driver import simulator_law
+
+    # 100 s in all, of which 10,000 steps × 8 ms = 80 s were the simulator; 20 s are fixed
+    workers = [1, 2, 4, 8]
+    sleep = simulator_law(100.0, 10_000, 0.008, workers, cores=2, kind="sleep")
+    busy = simulator_law(100.0, 10_000, 0.008, workers, cores=2, kind="busy")
+    np.testing.assert_allclose(sleep, [100.0, 60.0, 40.0, 30.0])
+    np.testing.assert_allclose(busy, [100.0, 60.0, 60.0, 60.0])  # flat from W = cores
+
+
+def test_delay_seconds_is_at_least_the_delay_for_a_sleep_and_about_it_for_a_busy_loop():
+    from rlteach.envs import delay_seconds
+
+    assert delay_seconds(0.001, "sleep", repeats=20) >= 0.001
+    # busy_wait spins until its thread used the CPU time: wall time ≥ it, and on an idle core
+    # within a few scheduler ticks of it (the bound only guards against a unit error)
+    assert 0.001 <= delay_seconds(0.001, "busy", repeats=20) < 0.05
+
+
+def test_the_worker_scaling_plot_shows_medians_the_law_and_counts_runs_that_never_reached():
+    from rlteach import plots
+
+    table = {
+        "workers": [1, 2, 4],
+        "seconds": np.array([[50.0, 30.0, np.nan], [60.0, 20.0, 10.0], [55.0, 25.0, 14.0]]),
+        "env_steps": np.array([[1e4, 1.1e4, np.nan], [2e4, 0.9e4, 1e4], [1.5e4, 1e4, 1.2e4]]),
+    }
+    law = np.array([55.0, 30.0, 17.5])
+    fig = plots.worker_scaling({"sleep": table}, {"sleep": law}, cores=2)
+    left, right = fig.axes[:2]
+    medians = left.containers[0].lines[0].get_ydata()  # NaN ignored: the median of the rest
+    np.testing.assert_allclose(medians, [55.0, 25.0, 12.0])
+    (predicted,) = [line for line in left.get_lines() if line.get_label() == "sleep: predicted"]
+    np.testing.assert_allclose(predicted.get_ydata(), law)
+    assert "1 of the runs never reached it" in left.containers[0].get_label()
+    one_worker = [line for line in right.get_lines() if line.get_linestyle() == ":"]
+    np.testing.assert_allclose(one_worker[0].get_ydata(), [1.5e4, 1.5e4])  # 1-worker median
+
+
+def test_the_worker_scaling_table_gives_medians_of_the_seeds_that_reached_and_the_speed_up():
+    from rlteach import plots
+
+    table = {
+        "workers": [1, 2],
+        "seconds": np.array([[50.0, np.nan], [60.0, 20.0], [55.0, 30.0]]),
+        "env_steps": np.array([[1e4, np.nan], [2e4, 1e4], [1.5e4, 1.2e4]]),
+    }
+    rows = plots.worker_scaling_table({"sleep": table}, {"sleep": [55.0, 30.0]}).rows
+    assert rows[0][2:5] == ["3 of 3", "55 [50, 60]", "1.5e+04 [1e+04, 2e+04]"]
+    # W = 2: the two seeds that reached it, median 25; speed-up 55 / 25
+    assert rows[1][2:] == ["2 of 3", "25 [20, 30]", "1.1e+04 [1e+04, 1.2e+04]", "2.20×", "30"]

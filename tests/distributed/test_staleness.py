@@ -52,7 +52,10 @@ class OneWorkerSyncServer:
         self.progress = []  # the training progress each push carried
 
     def pull(self, out=None):
-        return self.thetas[-1].copy(), len(self.thetas) - 1
+        if out is None:
+            out = np.empty_like(self.thetas[-1])
+        np.copyto(out, self.thetas[-1])  # as the real ctx: into ``out`` when given
+        return out, len(self.thetas) - 1
 
     def push(self, vector, version, progress=0.0):
         self.progress.append(progress)

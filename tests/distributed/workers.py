@@ -86,3 +86,14 @@ def cartpole_that_breaks():
             return self.env.step(action)
 
     return Breaks(gym.make("CartPole-v1"))
+
+
+def sum_twice_then_leave_early_on_worker_two(ctx, length):
+    """Sum ``[worker_id + 1] * length`` and then ``arange(length) * (worker_id + 1)`` over the
+    workers; worker 2 returns before the second sum. Returns the sums this worker got."""
+    first = ctx.sum_over_workers(np.full(length, ctx.worker_id + 1.0, dtype=np.float32))
+    if ctx.worker_id == 2:
+        return [first]
+    second = ctx.sum_over_workers(np.arange(length, dtype=np.float32) * (ctx.worker_id + 1))
+    params, _ = ctx.pull()
+    return [first, second, params]
