@@ -221,7 +221,7 @@ class Mailboxes:
 
     Per worker, a header of float64 in shared memory: ``[state, version, weight, progress,
     applied, answered version, staleness]``. A worker writes its push's numbers and
-    ``state = POSTED`` (``SUM`` with the length in ``version`` for :meth:`WorkerContext.sum`,
+    ``state = POSTED`` (``SUM`` with the length in ``version`` for a sum over the workers,
     ``LEFT`` when it returns) under ``lock`` and releases ``posted``, the
     semaphore the server waits on; the server takes every posted header under ``lock``, and answers
     a worker by writing the last three fields and releasing that worker's own semaphore. A
