@@ -87,7 +87,8 @@ def steps_per_worker(cfg) -> int:
 
 class RunRecorder:
     """Parent side: turns worker reports into :class:`History` rows, evaluates the global policy
-    every ``cfg.eval_interval`` seconds, and calls the user's ``callback(history)``."""
+    every ``cfg.eval_interval`` seconds (and, through :func:`run_on_parameter_server`, once more
+    at the end), and calls the user's ``callback(history)``."""
 
     def __init__(self, cfg, history: History, policy: ActorCritic, callback=None):
         self.cfg, self.history, self.policy, self.callback = cfg, history, policy, callback
@@ -117,9 +118,11 @@ class RunRecorder:
 
     def evaluate_global(self) -> None:
         """Greedy return of the server's current θ on the plain task (no delay, standard physics)."""
-        if self.cluster is None:
-            return
-        theta, version = self.cluster.read_params()
+        if self.cluster is not None:
+            self.evaluate(*self.cluster.read_params())
+
+    def evaluate(self, theta: np.ndarray, version: int) -> None:
+        """Record the greedy return of ``theta`` ``[P]`` (server version ``version``)."""
         set_flat_parameters(self.policy, theta)
         returns = evaluate(
             self.policy, self.cfg.env_id, episodes=self.cfg.eval_episodes, seed=10_000
@@ -215,6 +218,8 @@ def run_on_parameter_server(
         ).tolist(),
         staleness=outcome.staleness.tolist(),
     )
+    if cfg.eval_interval:  # the final θ too: a run shorter than eval_interval still gets one
+        recorder.evaluate(outcome.params, outcome.version)
     if callback is not None:
         callback(history)
     return TrainResult(policy, history, cfg, interrupted=outcome.interrupted)

@@ -41,6 +41,7 @@ def test_history_holds_global_and_per_worker_records(run):
     for key in ("version", "staleness", "compute", "wait", "communication", "policy_objective"):
         assert key in h.updates[-1]
     assert h.evaluations and "return" in h.evaluations[-1]
+    assert h.evaluations[-1]["version"] == h.meta["versions"]  # the final θ is evaluated too
     assert h.meta["versions"] > 0 and len(h.meta["staleness"]) == h.meta["pushes_applied"]
     assert isinstance(result.policy, rlteach.ActorCritic) and not result.interrupted
     assert child_pids() == []
