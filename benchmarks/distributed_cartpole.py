@@ -3,7 +3,7 @@ workers when the simulator is slow?
 
 Run from the repository root::
 
-    python -m benchmarks.distributed_cartpole                 # both parts, 3 seeds: about 15 minutes
+    python -m benchmarks.distributed_cartpole                 # both parts, 3 seeds: about an hour
     python -m benchmarks.distributed_cartpole --part learn    # only (a)
     python -m benchmarks.distributed_cartpole --part scaling --seeds 1
     python -m benchmarks.distributed_cartpole --quick         # smoke run: 1 seed, a few thousand steps
@@ -20,13 +20,14 @@ remote one, a robot, disk) or by a busy loop (one that computes), and the run is
 mean of the last 20 training returns first reaches 475, for W = 1, 2, 4, 8 workers
 (:func:`rlteach.distributed.driver.worker_scaling`; the run is then stopped through the library's
 interrupt path, since what follows does not change that number; no evaluations during training,
-so the parent does not compete for the cores). DPPO keeps its global batch: ``TOTAL_ENVS`` = 8
-environments split over the W workers (8/W each), so every W takes the same rounds per env step
-and each round is the same large-batch PPO step; DA3C keeps its defaults per worker (4
-environments, 8 steps per push), since each asynchronous push is an update of its own. Reported
-per W: seconds and env steps to 475 (medians and ranges over seeds), the first report, and the
-speed-up ``t(1) / t(W)``. Targets (sleeping simulator): DPPO t(1)/t(4) ≥ 2.5, DA3C ≥ 3, and 8
-workers faster than 4. The busy simulator should flatten at ``os.cpu_count()`` workers.
+so the parent does not compete for the cores). DPPO keeps its global batch: ``TOTAL_ENVS`` = 16
+environments split over the W workers (16/W each, DPPO's default of 4 at W = 4), so every W takes
+the same rounds per env step and each round is the same large-batch PPO step; DA3C keeps its
+defaults per worker (4 environments, 8 steps per push), since each asynchronous push is an update
+of its own. Reported per W: seconds and env steps to 475 (medians and ranges over seeds), the
+first report, and the speed-up ``t(1) / t(W)``. Targets (sleeping simulator): DPPO t(1)/t(4)
+≥ 2.5, DA3C ≥ 3, and 8 workers faster than 4. The busy simulator should flatten at
+``os.cpu_count()`` workers.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ DELAY = 0.002
 SCALING_STEPS = {"dppo": 150_000, "da3c": 500_000}  # the defaults; every run stops at 475
 SCALING_WORKERS = (1, 2, 4, 8)
 SIMULATORS = ("sleep", "busy")
-TOTAL_ENVS = {"dppo": 8, "da3c": None}  # DPPO: a fixed global batch; DA3C: 4 envs per worker
+TOTAL_ENVS = {"dppo": 16, "da3c": None}  # DPPO: a fixed global batch; DA3C: 4 envs per worker
 
 
 def first_report_seconds(history) -> float | None:

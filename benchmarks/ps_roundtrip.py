@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.ps_roundtrip            # P = 10k, 100k, 1M; SGD and Adam: about a minute
+    python -m benchmarks.ps_roundtrip            # P = 10k, 100k, 1M; SGD and Adam: about two minutes
     python -m benchmarks.ps_roundtrip --quick    # smoke run: a few dozen round trips per size
 
 For each size P (float32 parameters) and each server optimizer, a :class:`rlteach.distributed.Cluster`

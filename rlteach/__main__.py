@@ -39,16 +39,26 @@ def _load(algorithm: str):
     return getattr(module, config_name), getattr(module, train_name)
 
 
+EXPECTED = {int: "an integer", float: "a number", tuple: "integers separated by commas, e.g. 64,64"}
+
+
 def _parse_value(text: str, default):
+    """``text`` as a value of the type of the field's ``default``; argparse turns the
+    ``ArgumentTypeError`` into ``argument --NAME: expected …, got '…'`` and exit code 2."""
     if isinstance(default, bool):
         if text.lower() in {"1", "true", "yes", "on"}:
             return True
         if text.lower() in {"0", "false", "no", "off"}:
             return False
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    if isinstance(default, tuple):
-        return tuple(int(x) for x in text.split(","))
-    return type(default)(text)
+    try:
+        if isinstance(default, tuple):
+            return tuple(int(x) for x in text.split(","))
+        return type(default)(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {EXPECTED.get(type(default), type(default).__name__)}, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,14 +165,19 @@ def main(argv=None) -> int:
     try:
         config = config_cls(**overrides)
         from rlteach.config import validate
+        from rlteach.envs import registered_spec
 
         validate(config)
+        registered_spec(config.env_id)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     bar = ProgressBar(config.total_steps, enabled=not quiet)
     start = time.perf_counter()
-    result = train(config, callback=bar, **placement)
+    try:
+        result = train(config, callback=bar, **placement)
+    except ValueError as exc:  # the trainers check the rest (backend, W − D, …) before starting
+        bar.close()
+        return _usage_error(exc)
     bar.close()
     print(summary(result, time.perf_counter() - start))
     if out:
@@ -172,6 +187,12 @@ def main(argv=None) -> int:
 
         print(f"checkpoint written to {save_checkpoint(result, save)}")
     return 0
+
+
+def _usage_error(exc: ValueError) -> int:
+    """Bad input: one ``error:`` line on stderr, no traceback, and exit code 2, as argparse does."""
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

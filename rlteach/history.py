@@ -76,12 +76,15 @@ class History:
 
     def first_reaching(self, threshold: float, last: int = 20) -> dict | None:
         """The episode row at which the mean of the last ``last`` returns first reaches
-        ``threshold`` (its ``env_steps`` and ``wall_time`` say when), or None."""
+        ``threshold`` (its ``env_steps`` and ``wall_time`` say when), or None. The window's sum is
+        compared with ``last · threshold``: exact for whole-number returns, where a mean computed
+        as ``Σ r · (1/last)`` can fall short by a rounding (three returns of 475 averaged to
+        474.99999999999994)."""
         returns = self.column("return")
         if len(returns) < last:
             return None
-        window = np.convolve(returns, np.ones(last) / last, mode="valid")
-        hits = np.nonzero(window >= threshold)[0]
+        sums = np.convolve(returns, np.ones(last), mode="valid")
+        hits = np.nonzero(sums >= threshold * last)[0]
         return self.episodes[hits[0] + last - 1] if len(hits) else None
 
     def to_dict(self) -> dict:

@@ -81,3 +81,33 @@ def test_bad_arguments_raise_before_anything_starts():
         rlteach.train_ppo(clip_eps=-0.1)
     with pytest.raises(ValueError, match="CartPol-v1"):
         rlteach.train_a2c(env_id="CartPol-v1")
+
+
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_combined_loss_has_the_gradient_of_the_written_out_loss(ent_coef):
+    """``−J + c_v L^V − c_e H̄``: the same value and gradient as the expression written out, and
+    with ``c_e = 0`` backward does not reach the entropy at all (the term is out of the graph)."""
+    from types import SimpleNamespace
+
+    from rlteach.algos.common import combined_loss
+
+    cfg = SimpleNamespace(vf_coef=0.5, ent_coef=ent_coef)
+    generator = torch.Generator().manual_seed(0)
+    objective, value_loss = (torch.randn((), generator=generator, requires_grad=True) for _ in "ov")
+    entropy = torch.rand(7, generator=generator, requires_grad=True)
+    loss, stats = combined_loss(objective, value_loss, entropy, cfg)
+    loss.backward()
+    expected = -objective + 0.5 * value_loss - ent_coef * entropy.mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert objective.grad.item() == -1.0 and value_loss.grad.item() == 0.5
+    if ent_coef:
+        torch.testing.assert_close(entropy.grad, torch.full((7,), -ent_coef / 7))
+    else:
+        assert entropy.grad is None
+    assert stats == pytest.approx(
+        {
+            "policy_objective": objective.item(),
+            "value_loss": value_loss.item(),
+            "entropy": entropy.mean().item(),
+        }
+    )

@@ -49,6 +49,26 @@ def test_steps_and_seconds_match_a_loop_over_trailing_means(level):
         assert seconds_to(h, level, last=3) == 0.5 * (index + 1) - 0.25
 
 
+@pytest.mark.parametrize("last", [1, 3, 7, 20])
+def test_a_window_exactly_at_the_level_reaches_it(last):
+    """The boundary: ``last`` returns of exactly 475 reach 475 on the episode that fills the
+    window (a mean computed as Σ r · (1/last) falls short by a rounding for last = 3 and 7)."""
+    history = history_of([0] * 5 + [475] * last)
+    assert history.first_reaching(475, last) is history.episodes[4 + last]
+    assert history.first_reaching(475.001, last) is None
+
+
+def test_first_reaching_returns_the_row_that_completes_the_first_window_and_none_otherwise():
+    """The row itself (its env steps and wall time say when), the first of several windows at
+    the level, a window that needs every episode, and None for too few or too low returns."""
+    history = history_of([10, 20, 30, 40, 30, 20])
+    assert history.first_reaching(30, last=3) is history.episodes[3]  # (20 + 30 + 40) / 3
+    assert history.first_reaching(25, last=6) is history.episodes[5]  # all six: 150 / 6
+    assert history.first_reaching(26, last=6) is None
+    assert history.first_reaching(10, last=7) is None  # fewer episodes than the window
+    assert History().first_reaching(0) is None
+
+
 def test_seconds_count_from_zero_without_a_recorded_start_up():
     h = history_of(RETURNS)
     assert seconds_to(h, 50, last=3) == 0.5 * (first_trailing_mean_at_least(RETURNS, 50, 3) + 1)

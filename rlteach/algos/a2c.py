@@ -18,6 +18,7 @@ from rlteach.algos.common import (
     TrainResult,
     annealed,
     build_agent,
+    combined_loss,
     gradient_step,
     one_thread,
     set_learning_rate,
@@ -78,14 +79,7 @@ def a2c_loss(policy, data: dict, cfg) -> tuple[torch.Tensor, dict]:
     adv = advantages.normalize(data["adv"]) if cfg.normalize_advantages else data["adv"]
     policy_objective = losses.policy_gradient_objective(logp, adv)
     value_loss = losses.value_loss(values, data["ret"])
-    entropy = entropy.mean()
-    loss = -policy_objective + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-    stats = {
-        "policy_objective": policy_objective.item(),
-        "value_loss": value_loss.item(),
-        "entropy": entropy.item(),
-    }
-    return loss, stats
+    return combined_loss(policy_objective, value_loss, entropy, cfg)
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:

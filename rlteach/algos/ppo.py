@@ -24,6 +24,7 @@ from rlteach.algos.common import (
     TrainResult,
     annealed,
     build_agent,
+    combined_loss,
     gradient_step,
     one_thread,
     set_learning_rate,
@@ -128,14 +129,7 @@ def ppo_loss(
     value_loss = losses.value_loss(
         values, mb["ret"], old_values, cfg.clip_eps if cfg.clip_value_loss else None
     )
-    entropy = entropy.mean()
-    loss = -policy_objective + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-    stats = {
-        "policy_objective": policy_objective.item(),
-        "value_loss": value_loss.item(),
-        "entropy": entropy.item(),
-    }
-    return loss, stats
+    return combined_loss(policy_objective, value_loss, entropy, cfg)
 
 
 def state_kl(old_policy, policy, obs: torch.Tensor) -> torch.Tensor:

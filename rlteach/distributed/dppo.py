@@ -254,7 +254,10 @@ def share_gradient(
     gradient and is returned; otherwise the gradient is a new vector."""
     n = len(share["obs"])
     loss, stats = ppo_loss(policy, share, cfg)
-    policy.zero_grad(set_to_none=into is None)
+    if into is None:
+        policy.zero_grad(set_to_none=True)
+    else:
+        into.fill(0.0)  # one pass over the slot instead of a zero_ per parameter tensor
     (loss * n).backward()
     return (flat_gradient(policy) if into is None else into), n, stats
 
@@ -416,29 +419,34 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
     }
 
 
-def share_gradient_seconds(cfg: DPPOConfig, sizes=(16, 64, 256), repeats: int = 50) -> dict:
+def share_gradient_seconds(
+    cfg: DPPOConfig, sizes=(16, 64, 256), repeats: int = 50, warmup: int = 10
+) -> dict:
     """What a worker's part of one round costs: the median seconds of :func:`share_gradient` at
     θ0 (:func:`initial_policy`) for a share of each of ``sizes`` samples, in this process (with
-    one torch thread, as a worker). Returns ``{size: seconds}``. The shares are the first samples of
-    one batch collected with ``cfg`` (:func:`worker_batches`; ``cfg.workers = 1``, enough
-    ``rollout_steps`` for the largest size)."""
+    one torch thread, as a worker), computed as a worker computes it: into a flat vector the
+    gradients alias (:func:`~rlteach.nets.alias_gradients`). The sizes take turns, ``warmup``
+    rounds and then ``repeats`` timed ones, so a change of the machine's speed hits them alike.
+    Returns ``{size: seconds}``. The shares are the first samples of one batch collected with
+    ``cfg`` (:func:`worker_batches`; ``cfg.workers = 1``, enough ``rollout_steps`` for the largest
+    size)."""
     cfg = dataclasses.replace(cfg, workers=1, env_delay=0.0)
     steps = -(-max(sizes) // cfg.envs_per_worker) + 1  # a reset step may be dropped per env
     cfg = dataclasses.replace(cfg, rollout_steps=max(cfg.rollout_steps, 2 * steps))
     policy = initial_policy(cfg)
     (data,) = worker_batches(policy, cfg, cfg.seed)
     one_thread()  # the library's rule for every process, the notebook's included
-    seconds = {}
-    for size in sizes:
-        share = {k: v[:size] for k, v in data.items()}
-        share_gradient(policy, share, cfg)  # warm-up
-        times = []
-        for _ in range(repeats):
+    slot = flat_parameters(policy)
+    alias_gradients(policy, slot)
+    shares = {size: {k: v[:size] for k, v in data.items()} for size in sizes}
+    times = {size: [] for size in sizes}
+    for turn in range(warmup + repeats):
+        for size, share in shares.items():
             start = time.perf_counter()
-            share_gradient(policy, share, cfg)
-            times.append(time.perf_counter() - start)
-        seconds[size] = float(np.median(times))
-    return seconds
+            share_gradient(policy, share, cfg, into=slot)
+            if turn >= warmup:
+                times[size].append(time.perf_counter() - start)
+    return {size: float(np.median(seconds)) for size, seconds in times.items()}
 
 
 def gradient_agreement(policy, cfg: DPPOConfig, draws: int = 3) -> np.ndarray:

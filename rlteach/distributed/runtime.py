@@ -64,6 +64,7 @@ OPTIMIZERS = ("adam", "sgd")
 POLL = 0.05  # seconds between checks of the stop flag while waiting
 ACK_TIMEOUT = 600.0  # a worker never waits longer than this for the server's answer
 LOCK_TIMEOUT = 30.0  # nobody holds a lock longer than a copy of θ; longer means a process died
+REPORT_EVERY = 0.25  # seconds between the server's reports (and its checks that the parent lives)
 SPIN = 0.01  # a worker polls for its answer this long, yielding the CPU, before it blocks
 yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))  # sched_yield: not on Windows
 
@@ -204,16 +205,21 @@ class SharedParams:
             yield self.params
 
 
-@contextmanager
-def held(lock, timeout: float = LOCK_TIMEOUT):
+class held:
     """``with held(lock):`` — acquire ``lock`` within ``timeout`` s or raise ``TimeoutError`` (a
-    process killed while holding a lock would otherwise block its waiters for ever)."""
-    if not lock.acquire(timeout=timeout):
-        raise TimeoutError(f"a lock was not released within {timeout} s")
-    try:
-        yield
-    finally:
-        lock.release()
+    process killed while holding a lock would otherwise block its waiters for ever). A class
+    rather than a generator: it is entered several times per push, and costs less than half as much
+    (0.7 µs against 1.6 µs measured here)."""
+
+    def __init__(self, lock, timeout: float = LOCK_TIMEOUT):
+        self.lock, self.timeout = lock, timeout
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(timeout=self.timeout):
+            raise TimeoutError(f"a lock was not released within {self.timeout} s")
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
 
 
 class Mailboxes:
@@ -243,6 +249,7 @@ class Mailboxes:
         self.lock = ctx.Lock()
         self.posted = ctx.Semaphore(0)
         self.answered = [ctx.Semaphore(0) for _ in range(workers)]
+        self.begun = ctx.RawArray("b", workers + 1)  # 1 once worker w (the server: last) began
         self._view = None
 
     def __getstate__(self):
@@ -254,6 +261,14 @@ class Mailboxes:
         if self._view is None:
             self._view = np.frombuffer(self.headers, dtype=np.float64).reshape(self.workers, -1)
         return self._view
+
+    def mark_begun(self, who: int) -> None:
+        """Worker ``who`` (``workers``: the server) has started: its process imported what it
+        needed and runs rlteach's code. A process that ends before this failed to start."""
+        self.begun[who] = 1
+
+    def has_begun(self, who: int) -> bool:
+        return bool(self.begun[who])
 
     # -- the worker's side
 
@@ -303,16 +318,18 @@ class Mailboxes:
         header = self._header()
         messages = []
         with held(self.lock):
-            for worker in np.flatnonzero(np.isin(header[:, 0], (self.POSTED, self.SUM, self.LEFT))):
-                state, version, weight, progress = header[worker, :4]
+            for worker, state in enumerate(header[:, 0].tolist()):  # plain floats: a few workers
+                if state not in (self.POSTED, self.SUM, self.LEFT):  # cost less than numpy calls
+                    continue
+                _, version, weight, progress = header[worker, :4].tolist()
                 if state == self.POSTED:
-                    message = ("push", int(version), float(weight), float(progress))
+                    message = ("push", int(version), weight, progress)
                 elif state == self.SUM:
                     message = ("sum", int(version))
                 else:
                     message = ("leave",)
                 header[worker, 0] = self.GONE if state == self.LEFT else self.IDLE
-                messages.append((int(worker), message))
+                messages.append((worker, message))
         return messages
 
     def answer(self, worker: int, applied: bool, version: int, staleness: int) -> None:
@@ -507,6 +524,7 @@ class Server:
 def _serve(shared: SharedParams, mail: Mailboxes, cfg: ServerConfig, events, stop) -> None:
     """Server process: answer pushes until every worker has left or the run is stopped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    mail.mark_begun(mail.workers)
     server = Server(shared, cfg)
     handlers = {"push": server.on_push, "sum": server.on_sum, "leave": server.on_leave}
     last_report = time.perf_counter()
@@ -518,7 +536,11 @@ def _serve(shared: SharedParams, mail: Mailboxes, cfg: ServerConfig, events, sto
                     acks = handlers[kind](worker, *fields)
                     for target, (_, applied, version, staleness) in acks:
                         mail.answer(target, applied, version, staleness)
-            if time.perf_counter() - last_report > 0.25:
+            if time.perf_counter() - last_report > REPORT_EVERY:
+                if parent_gone():
+                    stop.set()  # every worker stops at its next push, pull or wait
+                    events.cancel_join_thread()  # nobody will read the reports
+                    return
                 events.put(("server", None, server_report(server.stats, reported)))
                 reported = len(server.stats.pushes)
                 last_report = time.perf_counter()
@@ -666,6 +688,7 @@ def _worker_main(payload, worker_id, workers, seed, cfg, shared, mail, events, s
     notebook travels by value together with the globals it uses (``np``, a helper, …).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mail.mark_begun(worker_id)
     ctx = WorkerContext(worker_id, workers, seed, cfg, shared, mail, events, stop)
     try:
         worker_fn, args = dill.loads(payload)
@@ -679,7 +702,17 @@ def _worker_main(payload, worker_id, workers, seed, cfg, shared, mail, events, s
         return
     finally:
         mail.leave(worker_id)  # sync rounds stop waiting for this worker
+        if parent_gone():  # exit without flushing reports nobody will read
+            events.cancel_join_thread()
     events.put(("done", worker_id, result))
+
+
+def parent_gone() -> bool:
+    """True once the process that started this one has ended without stopping the run (killed,
+    or its kernel restarted): nobody is left to read the reports or to set the stop flag. The
+    server then sets it itself (:func:`_serve`), so no worker or server outlives its notebook."""
+    parent = mp.parent_process()
+    return parent is not None and not parent.is_alive()
 
 
 # ----------------------------------------------------------------------------- the parent
@@ -906,11 +939,18 @@ class Cluster(ClusterBase):
             if w not in self._done and proc.exitcode is not None:
                 self._handle_events(block=0.2)  # its last words may still be in the queue
                 if w not in self._done:
-                    raise WorkerError(w, f"died without a word (exit code {proc.exitcode})")
+                    raise WorkerError(w, self._silent_end(w, "died without a word"))
         if self._server_proc.exitcode is not None and len(self._done) < self.workers:
             self._handle_events(block=0.2)
             if len(self._done) < self.workers:
-                raise WorkerError("server", f"died (exit code {self._server_proc.exitcode})")
+                raise WorkerError("server", self._silent_end(self.workers, "died"))
+
+    def _silent_end(self, who: int, died: str) -> str:
+        """What to say of worker ``who`` (``self.workers``: the server) that ended unannounced."""
+        proc = self._procs[who] if who < self.workers else self._server_proc
+        if self.mail.has_begun(who):
+            return f"{died} (exit code {proc.exitcode})"
+        return f"exited (code {proc.exitcode}) before it started: {NOT_STARTED}"
 
     def _drain(self) -> None:
         """Read what is queued (so children's feeder threads can exit), keeping reports and
@@ -924,6 +964,11 @@ class Cluster(ClusterBase):
                 self._dispatch(kind, worker, payload)
 
 
+NOT_STARTED = (
+    "its traceback is on stderr. The usual cause is a script that starts the run at its top "
+    "level: each new process first imports the script that started the run, which would start "
+    'the run again; put the call under `if __name__ == "__main__":`.'
+)
 PRELOAD = ("numpy", "dill", "torch", "gymnasium")  # what every worker imports; rlteach is not
 # among them, so a worker always runs the library's code as it is on disk when the run starts
 

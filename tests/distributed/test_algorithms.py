@@ -96,6 +96,32 @@ def test_bad_arguments_fail_before_any_process_starts():
     assert child_pids() == []
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ppo", "--env-id", "NoSuchEnv-v0"], "'NoSuchEnv-v0' is not a registered gymnasium"),
+        (["ppo", "--hidden", "abc"], "--hidden: expected integers separated by commas"),
+        (["a2c", "--lr", "fast"], "--lr: expected a number, got 'fast'"),
+        (["reinforce", "--total-steps", "1.5"], "--total-steps: expected an integer"),
+        (["dppo", "--workers", "2", "--drop-stragglers", "2"], "W − D must be >= 1"),
+    ],
+)
+def test_command_line_ends_bad_input_with_one_error_line_and_exit_code_2(argv, message, capsys):
+    """Checked by the config, argparse or the trainer before any work: no traceback."""
+    from rlteach.__main__ import main
+
+    try:
+        code = main([*argv, "--quiet"])
+    except SystemExit as exit_:  # argparse exits by itself
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and "<lambda>" not in err
+    last = err.strip().splitlines()[-1]
+    assert "error:" in last and message in last
+    assert child_pids() == []
+
+
 def test_command_line_trains_and_writes_a_history(tmp_path, capsys):
     from rlteach.__main__ import main
     from rlteach.history import History

@@ -1,8 +1,10 @@
 """The parameter server and its worker processes: the rules they follow and their lifecycle."""
 
+import contextlib
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -236,6 +238,75 @@ def test_a_kernel_interrupt_stops_everything_and_keeps_the_partial_result():
     assert result.interrupted and seen and result.version > 0
     assert time.monotonic() - start < 1.0 + 5
     assert child_pids() == []
+
+
+ORPHANED_RUN = """
+import numpy as np
+from rlteach.distributed import run_cluster
+from tests.distributed import workers as W
+
+if __name__ == "__main__":
+    run_cluster(W.run_until_stopped, workers=2, params=np.zeros(3))
+"""
+
+
+def test_a_killed_parent_leaves_no_process_or_shared_memory_behind(tmp_path):
+    """The notebook's process SIGKILLed mid-run (what a kernel restart does): nothing is left to
+    stop the run, yet the server, both workers, the fork server and the resource tracker all end
+    within seconds, and the tracker removes the run's semaphores."""
+    script = tmp_path / "orphaned_run.py"
+    script.write_text(ORPHANED_RUN)
+    root = Path(__file__).resolve().parents[2]
+    shm_before = shm_entries()
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+    )
+    descendants = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(descendants) < 5 and time.monotonic() < deadline:  # tracker, fork server,
+            time.sleep(0.2)  # the server and two workers
+            descendants = psutil.Process(parent.pid).children(recursive=True)
+        assert len(descendants) >= 5, descendants
+        time.sleep(1.0)  # the workers are pushing and reporting
+        parent.kill()
+        parent.wait(timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == []
+    finally:
+        for proc in [parent, *descendants]:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                proc.kill()
+    assert leaked_shm_entries(shm_before) == set()
+
+
+UNGUARDED_RUN = """
+import numpy as np
+from rlteach.distributed import run_cluster
+from tests.distributed import workers as W
+
+run_cluster(W.run_until_stopped, workers=2, params=np.zeros(3))
+"""
+
+
+def test_a_script_without_the_main_guard_gets_an_error_that_says_so(tmp_path):
+    """Each new process imports the script that started the run; unguarded, the import starts
+    the run again and the process dies before it begins. The error says what to do."""
+    script = tmp_path / "unguarded_run.py"
+    script.write_text(UNGUARDED_RUN)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1
+    assert last.startswith("rlteach.distributed.runtime.WorkerError: ")
+    assert "before it started" in last and 'if __name__ == "__main__":' in last
 
 
 def test_twenty_start_stop_cycles_leak_no_process_shared_memory_or_semaphore():
