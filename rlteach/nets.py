@@ -352,8 +352,9 @@ def alias_gradients(model: nn.Module, flat: np.ndarray) -> None:
     """Make every parameter's ``.grad`` a view of ``flat`` ``[P]`` float32 (in
     :func:`flat_parameters` order; e.g. a worker's push slot, ``ctx.slot``): ``backward()`` then
     accumulates into ``flat`` in place, so the gradient is there without :func:`flat_gradient`'s
-    copy. Zero it before each backward with ``model.zero_grad(set_to_none=False)`` (the default,
-    ``set_to_none=True``, would drop the views)."""
+    copy. Zero it before each backward with ``flat.fill(0)`` (one pass) or
+    ``model.zero_grad(set_to_none=False)``; the default, ``set_to_none=True``, would drop the
+    views."""
     storage = torch.from_numpy(flat)
     if storage.dtype != torch.float32 or storage.numel() != sum(
         p.numel() for p in model.parameters()

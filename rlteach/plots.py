@@ -814,8 +814,13 @@ def diagnostic_bands(runs: dict, keys, levels: dict | None = None, title: str = 
 
 def mean_range(values, digits: int = 3) -> str:
     """``"mean [min, max]"`` of ``values`` with ``digits`` significant digits: a table cell."""
+    return _center_and_range(np.mean, values, digits)
+
+
+def _center_and_range(center, values, digits: int) -> str:
     values = np.asarray(values, dtype=float)
-    return f"{values.mean():.{digits}g} [{values.min():.{digits}g}, {values.max():.{digits}g}]"
+    low, mid, high = values.min(), center(values), values.max()
+    return f"{mid:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
 
 
 def seed_table(runs: dict, keys, last: int = 50, digits: int = 3) -> Table:
@@ -1021,9 +1026,7 @@ def worker_scaling_table(tables: dict, laws: dict | None = None, digits: int = 3
 
 def median_range(values, digits: int = 3) -> str:
     """``"median [min, max]"`` of ``values`` with ``digits`` significant digits: a table cell."""
-    values = np.asarray(values, dtype=float)
-    low, mid, high = values.min(), np.median(values), values.max()
-    return f"{mid:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+    return _center_and_range(np.median, values, digits)
 
 
 def _median_and_range(ax, workers, values, color, label) -> np.ndarray:
@@ -1403,7 +1406,6 @@ def staleness_table(runs: dict, last: int = 50) -> Table:
     for label, sweep in runs.items():
         for k, (returns, kls) in staleness_outcomes(sweep, last).items():
             per_seed = ", ".join(f"{r:.0f}" for r in returns)
-            kl = f"{kls.mean():.2g} [{kls.min():.2g}, {kls.max():.2g}]"
-            rows.append((label, k, per_seed, returns.mean(), kl))
+            rows.append((label, k, per_seed, returns.mean(), mean_range(kls, digits=2)))
     headers = ["", "k", f"return per seed, last {last} episodes", "mean", "KL(π_θt ‖ π_θt−k)"]
     return Table(rows, headers, digits=3)
