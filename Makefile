@@ -25,9 +25,10 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "chromium could not be installed: the browser tests (tests/e2e) will be skipped"
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, the formatter's check, and mypy over rlteach/ (settings in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -18,7 +18,7 @@ Two yardsticks, measured in the same run, make the target follow the machine:
   preallocated P-vectors (a round trip moves θ at least twice: the pull and the push);
 * **wake-up**: the median time for one process to wake another and be woken back (a ping-pong)
   with each primitive the runtime could use: a pipe (``Connection.send_bytes``/``recv_bytes``), a
-  pair of semaphores (what the runtime uses, :class:`rlteach.distributed.runtime.Mailboxes`), and a
+  pair of semaphores (what the runtime uses, :class:`rlteach.distributed.shared.Mailboxes`), and a
   flag in shared memory that the waiter spins on before it blocks on a semaphore. The fastest of
   them is the least any round trip can cost on this machine.
 

@@ -7,57 +7,71 @@ cannot drift apart silently.
 """
 
 import importlib
+import pkgutil
+from typing import TYPE_CHECKING
+
+from rlteach.registry import ALGORITHMS
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "A2CConfig": "rlteach.algos",
-    "PPOConfig": "rlteach.algos",
-    "ReinforceConfig": "rlteach.algos",
-    "TrainResult": "rlteach.algos",
-    "train_a2c": "rlteach.algos",
-    "train_ppo": "rlteach.algos",
-    "train_reinforce": "rlteach.algos",
+    **{
+        name: algorithm.module
+        for algorithm in ALGORITHMS.values()
+        for name in (algorithm.config_name, algorithm.trainer_name)
+    },
+    "TrainResult": "rlteach.algos.common",
     "load": "rlteach.checkpoint",
     "save": "rlteach.checkpoint",
     "ActorCritic": "rlteach.nets",
     "evaluate": "rlteach.rollout",
-    "DA3CConfig": "rlteach.distributed.da3c",
-    "run_da3c": "rlteach.distributed.da3c",
-    "DPPOConfig": "rlteach.distributed.dppo",
-    "run_dppo": "rlteach.distributed.dppo",
 }
+_SUBMODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
-__all__ = ["__version__", "require_version", *_EXPORTS]
+if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_architecture.py holds it equal
+    from rlteach.algos.a2c import A2CConfig, train_a2c
+    from rlteach.algos.common import TrainResult
+    from rlteach.algos.ppo import PPOConfig, train_ppo
+    from rlteach.algos.reinforce import ReinforceConfig, train_reinforce
+    from rlteach.checkpoint import load, save
+    from rlteach.distributed.da3c import DA3CConfig, run_da3c
+    from rlteach.distributed.dppo import DPPOConfig, run_dppo
+    from rlteach.nets import ActorCritic
+    from rlteach.rollout import evaluate
+
+__all__ = [  # "__version__", "require_version" and the lazy names of _EXPORTS
+    "__version__",
+    "require_version",
+    "A2CConfig",
+    "ActorCritic",
+    "DA3CConfig",
+    "DPPOConfig",
+    "PPOConfig",
+    "ReinforceConfig",
+    "TrainResult",
+    "evaluate",
+    "load",
+    "run_da3c",
+    "run_dppo",
+    "save",
+    "train_a2c",
+    "train_ppo",
+    "train_reinforce",
+]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    if name in {
-        "advantages",
-        "algos",
-        "checks",
-        "checkpoint",
-        "config",
-        "distributed",
-        "envs",
-        "history",
-        "losses",
-        "nets",
-        "plots",
-        "rollout",
-        "tabular",
-        "widgets",
-    }:
+    if name in _SUBMODULES:
         return importlib.import_module(f"rlteach.{name}")
     raise AttributeError(f"module 'rlteach' has no attribute {name!r}")
 
 
-def __dir__():
-    return sorted(__all__)
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_SUBMODULES})
 
 
 def require_version(written_for: str) -> None:

@@ -19,6 +19,7 @@ Functions compute targets: call them under ``torch.no_grad()`` or on detached te
 """
 
 from numbers import Real
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -35,6 +36,19 @@ __all__ = [
     "td_residuals",
     "truncation_targets",
 ]
+
+
+class BatchFields(Protocol):
+    """The ``[T, N]`` fields of a collected batch that :func:`identity_gaps` and
+    :func:`truncation_targets` read: a :class:`rlteach.rollout.Batch` has them (not imported here:
+    this module sits below the rollout)."""
+
+    rewards: Tensor
+    values: Tensor
+    next_values: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    valid: Tensor
 
 
 def td_residuals(
@@ -248,7 +262,7 @@ def nstep_mixture(
     return total
 
 
-def identity_gaps(batch, gamma: float) -> list[tuple[str, float]]:
+def identity_gaps(batch: BatchFields, gamma: float) -> list[tuple[str, float]]:
     """How far four identities of notebook 03 are from exact on a collected ``batch``: the largest
     ``|difference|`` over its valid steps (``batch.valid``) for GAE(λ=0) and the 1-step advantage
     against the TD error (eq. 3.1), and GAE(λ=1) and the T-step advantage against the return to
@@ -276,7 +290,9 @@ def identity_gaps(batch, gamma: float) -> list[tuple[str, float]]:
     ]
 
 
-def truncation_targets(batch, gamma: float, rows: int = 6) -> list[tuple]:
+def truncation_targets(
+    batch: BatchFields, gamma: float, rows: int = 6
+) -> list[tuple[int, int, float, float, float]]:
     """The one-step targets at the first ``rows`` time-limit cuts of ``batch`` (notebook 03,
     section 3), bootstrapped as they should be and with the cut conflated with a termination.
 

@@ -16,18 +16,20 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from rlteach import __version__
-from rlteach.algos import CONFIGS, TrainResult
+from rlteach.algos.common import TrainResult
 from rlteach.history import History
 from rlteach.nets import ActorCritic
+from rlteach.registry import ALGORITHMS
 
 FORMAT = "rlteach-checkpoint-1"
 
 
-def save(result: TrainResult, path: str | os.PathLike) -> Path:
+def save(result: TrainResult, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` (policy weights and architecture, config, history) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,7 @@ def save(result: TrainResult, path: str | os.PathLike) -> Path:
         "spec": json.dumps(result.policy.spec()),
         "state_dict": result.policy.state_dict(),
         "config": json.dumps(dataclasses.asdict(result.config)),
-        "config_class": f"{type(result.config).__module__}:{type(result.config).__qualname__}",
+        "config_class": config_location(type(result.config)),
         "history": json.dumps(result.history.to_dict(), default=str),
         "interrupted": bool(result.interrupted),
     }
@@ -48,7 +50,17 @@ def save(result: TrainResult, path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike) -> TrainResult:
+def config_location(cls: type) -> str:
+    """``"module:Class"`` under which :func:`load` finds ``cls``: for a registered algorithm's
+    config its public home (``rlteach.distributed.dppo:DPPOConfig``, where every version of the
+    library has it, whichever module defines it), else where the class is defined."""
+    for algorithm in ALGORITHMS.values():
+        if cls.__name__ == algorithm.config_name and algorithm.config_class() is cls:
+            return f"{algorithm.module}:{algorithm.config_name}"
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load(path: str | os.PathLike[str]) -> TrainResult:
     """Read a checkpoint written by :func:`save`.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not an
@@ -73,16 +85,18 @@ def load(path: str | os.PathLike) -> TrainResult:
     return TrainResult(policy, history, config, payload["interrupted"])
 
 
-def _config_class(payload: dict):
+def _config_class(payload: dict[str, Any]) -> type | None:
     """The config's dataclass, as the checkpoint names it (only rlteach's own modules are
-    imported), else the single-process algorithm's; ``None`` leaves the config a dict."""
+    imported; a class that has moved is still found under its old module, which imports it), else
+    the registered algorithm's (:mod:`rlteach.registry`); ``None`` leaves the config a dict."""
     module, _, name = payload.get("config_class", "").partition(":")
     if module.split(".")[0] == "rlteach":
         cls = getattr(importlib.import_module(module), name, None)
-        return cls if dataclasses.is_dataclass(cls) else None
-    return CONFIGS.get(payload["algorithm"])
+        return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
+    algorithm = ALGORITHMS.get(payload["algorithm"])
+    return algorithm.config_class() if algorithm is not None else None
 
 
-def _tuples(fields: dict) -> dict:
+def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
     """JSON turns tuples (hidden sizes) into lists; configs and specs want them back."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}

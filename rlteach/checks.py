@@ -11,11 +11,15 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from rlteach import tabular
+
+Solution = Callable[..., Any]  # an exercise's function: the student's, or the library's reference
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class CheckResult:
         )
 
 
-def _as_array(value) -> np.ndarray:
+def _as_array(value: torch.Tensor | ArrayLike) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value, dtype=float)
@@ -51,9 +55,9 @@ def _as_array(value) -> np.ndarray:
 
 def compare(
     exercise: str,
-    student: Callable,
-    reference: Callable,
-    cases: Iterable[tuple],
+    student: Solution,
+    reference: Solution,
+    cases: Iterable[tuple[Any, ...]],
     atol: float = 1e-6,
 ) -> CheckResult:
     """Call ``student(*args)`` and ``reference(*args)`` for each ``args`` in ``cases``; compare them
@@ -87,7 +91,7 @@ def compare(
     return CheckResult(exercise, True, f"agrees with the reference on {len(cases)} random cases")
 
 
-def _describe(args) -> str:
+def _describe(args: tuple[Any, ...]) -> str:
     parts = []
     for a in args:
         if isinstance(a, (torch.Tensor, np.ndarray)):
@@ -106,7 +110,7 @@ def _reference_softmax_score(logits: torch.Tensor, action: int) -> torch.Tensor:
     return grad
 
 
-def check_softmax_score(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_softmax_score(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 01.1: ``softmax_score(logits[A], action) -> ∇_logits log π(action)``, ``[A]``.
 
     The reference differentiates ``log_softmax`` with autograd.
@@ -120,7 +124,7 @@ def check_softmax_score(student: Callable, trials: int = 6, seed: int = 0) -> Ch
     return compare("softmax score ∇ log π(a)", student, _reference_softmax_score, cases)
 
 
-def check_rewards_to_go(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_rewards_to_go(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 01.2: ``rewards_to_go(rewards[T], gamma) -> G[T]`` with ``G_t = Σ_{k≥t} γ^{k−t} r_k``.
 
     Inputs are float64 numpy arrays; a list or a tensor of the same values is accepted as output.
@@ -136,25 +140,25 @@ def check_rewards_to_go(student: Callable, trials: int = 6, seed: int = 0) -> Ch
 # ----------------------------------------------------------------------------- notebooks 02–04
 
 
-def _value_and_grad(fn: Callable, wrt: int) -> Callable:
+def _value_and_grad(fn: Solution, wrt: int) -> Callable[..., torch.Tensor]:
     """Wrap ``fn(*tensors)`` to return its value followed by its gradient w.r.t. argument ``wrt``
     (zeros where it does not depend on it), so a check compares both."""
 
-    def wrapped(*args):
-        args = [
+    def wrapped(*args: Any) -> torch.Tensor:
+        inputs = [
             a.detach().clone().requires_grad_(i == wrt) if isinstance(a, torch.Tensor) else a
             for i, a in enumerate(args)
         ]
-        value = fn(*args)
+        value = fn(*inputs)
         if not isinstance(value, torch.Tensor) or not value.requires_grad:
             raise TypeError("the result must be a torch scalar that depends on the log-probs")
-        (grad,) = torch.autograd.grad(value, args[wrt])
+        (grad,) = torch.autograd.grad(value, inputs[wrt])
         return torch.cat([value.detach().reshape(1), grad.flatten()])
 
     return wrapped
 
 
-def _random_batch(gen: torch.Generator, T: int, N: int):
+def _random_batch(gen: torch.Generator, T: int, N: int) -> tuple[torch.Tensor, ...]:
     """Random ``[T, N]`` rewards, values, next values and episode ends (about 1 in 6 steps)."""
     rewards, values, next_values = (
         torch.randn(T, N, dtype=torch.float64, generator=gen) for _ in range(3)
@@ -163,13 +167,13 @@ def _random_batch(gen: torch.Generator, T: int, N: int):
     return rewards, values, next_values, ends < 0.1, (ends >= 0.1) & (ends < 0.17)
 
 
-def check_reinforce_loss(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_reinforce_loss(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 02.1: ``reinforce_loss(logp[M], returns[M]) -> scalar to minimise``,
     ``−mean(log π(a|s) · G)``, with the returns treated as constants. Checks the value and the
     gradient with respect to ``logp``."""
     from rlteach import losses
 
-    def reference(logp, returns):
+    def reference(logp: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
         return -losses.policy_gradient_objective(logp, returns)
 
     gen = torch.Generator().manual_seed(seed)
@@ -188,12 +192,12 @@ def check_reinforce_loss(student: Callable, trials: int = 6, seed: int = 0) -> C
     )
 
 
-def check_discounted_returns(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_discounted_returns(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 02.2: ``discounted_returns(rewards[T], dones[T], gamma) -> G[T]``: the reward-to-go
     within each episode, ``G_t = r_t + γ (1 − done_t) G_{t+1}``, with ``G = r`` at the last step."""
     from rlteach import advantages
 
-    def reference(rewards, dones, gamma):
+    def reference(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> torch.Tensor:
         r = torch.as_tensor(rewards, dtype=torch.float64)[:, None]
         d = torch.as_tensor(dones, dtype=torch.bool)[:, None]
         return advantages.returns_to_go(r, d, torch.zeros_like(d), gamma)[:, 0]
@@ -208,7 +212,7 @@ def check_discounted_returns(student: Callable, trials: int = 6, seed: int = 0) 
     return compare("discounted returns with episode ends", student, reference, cases)
 
 
-def check_td_residuals(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_td_residuals(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 03.1: ``td_residuals(rewards, values, next_values, terminated, gamma)``, all
     ``[T, N]``: ``δ = r + γ (1 − terminated) V(s') − V(s)`` (seed §3.1 step 3)."""
     from rlteach import advantages
@@ -221,12 +225,12 @@ def check_td_residuals(student: Callable, trials: int = 6, seed: int = 0) -> Che
     return compare("TD residuals", student, advantages.td_residuals, cases)
 
 
-def check_gae(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_gae(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 03.2: ``gae(rewards, values, next_values, terminated, truncated, gamma, lam)``,
     ``[T, N]`` inputs, returning the advantages ``[T, N]`` (just ``adv``, not ``(adv, ret)``)."""
     from rlteach import advantages
 
-    def reference(*args):
+    def reference(*args: Any) -> torch.Tensor:
         return advantages.gae(*args)[0]
 
     gen = torch.Generator().manual_seed(seed)
@@ -237,7 +241,7 @@ def check_gae(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
     return compare("GAE(λ)", student, reference, cases)
 
 
-def check_ppo_clip_objective(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_ppo_clip_objective(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 04.1: ``ppo_clip_objective(logp_new[M], logp_old[M], adv[M], clip_eps)``, the mean
     of ``min(r A, clip(r, 1−ε, 1+ε) A)`` to maximise. Checks the value and ``∂/∂logp_new``."""
     from rlteach import losses
@@ -257,7 +261,7 @@ def check_ppo_clip_objective(student: Callable, trials: int = 6, seed: int = 0) 
     )
 
 
-def check_approx_kl(student: Callable, trials: int = 6, seed: int = 0) -> CheckResult:
+def check_approx_kl(student: Solution, trials: int = 6, seed: int = 0) -> CheckResult:
     """Exercise 04.2: ``approx_kl(logp_new[M], logp_old[M])``: the estimate
     ``mean((r − 1) − log r)`` of ``KL(π_old ‖ π_θ)`` from samples of ``π_old``."""
     from rlteach import losses

@@ -11,14 +11,19 @@ ask :func:`fast_profile` or :func:`pick` instead of reading the variable themsel
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import os
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 FAST_ENV_VAR = "RLTEACH_FAST"
 
-C = TypeVar("C")
+C = TypeVar("C", bound="DataclassInstance")  # a config dataclass
 
 
 def fast_profile() -> bool:
@@ -61,7 +66,7 @@ def setting(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def allowed(meta: dict) -> str:
+def allowed(meta: Mapping[str, Any]) -> str:
     """Human-readable description of what a field allows, e.g. ``"in (0, 1]"``."""
     if meta.get("choices") is not None:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
@@ -77,7 +82,7 @@ def allowed(meta: dict) -> str:
     return "any value"
 
 
-def _in_range(value: Any, meta: dict) -> bool:
+def _in_range(value: Any, meta: Mapping[str, Any]) -> bool:
     if meta.get("choices") is not None:
         return value in meta["choices"]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -108,9 +113,12 @@ def _right_type(value: Any, default: Any) -> bool:
 
 
 def validate(config: Any) -> Any:
-    """Check every field of ``config`` against its declared type and range; return the config.
+    """Check every field of ``config`` against its declared type and range, then the rules
+    between its fields (the config's own ``check()`` method, when it has one); return the config.
 
-    Raises ``ValueError("<Class>.<field> = <value> is invalid: must be <allowed>")``.
+    This is the one validation path: trainers (:func:`make_config`), the command line and the
+    widget panels all come through here. Raises
+    ``ValueError("<Class>.<field> = <value> is invalid: must be <allowed>")``.
     """
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -125,6 +133,9 @@ def validate(config: Any) -> Any:
                 f"{type(config).__name__}.{f.name} = {value!r} is invalid: "
                 f"must be {allowed(f.metadata)}{hint}"
             )
+    check = getattr(config, "check", None)
+    if check is not None:
+        check()
     return config
 
 
@@ -144,3 +155,50 @@ def make_config(cls: type[C], config: C | None = None, **overrides: Any) -> C:
         raise ValueError(f"config must be a {cls.__name__}, got {type(config).__name__}")
     base = config if config is not None else cls()
     return validate(dataclasses.replace(base, **overrides))
+
+
+# ----------------------------------------------------------------------------- command-line options
+
+EXPECTED = {int: "an integer", float: "a number", tuple: "integers separated by commas, e.g. 64,64"}
+
+
+def parse_value(text: str, default: Any) -> Any:
+    """``text`` as a value of the type of a field's ``default`` (``true``/``false`` for a bool,
+    ``64,64`` for a tuple). Raises ``argparse.ArgumentTypeError``, which argparse turns into
+    ``argument --NAME: expected …, got '…'`` and exit code 2."""
+    if default is None:  # an optional name (e.g. DD-PPO's env_fn)
+        return text
+    if isinstance(default, bool):
+        if text.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if text.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    try:
+        if isinstance(default, tuple):
+            return tuple(int(x) for x in text.split(","))
+        return type(default)(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {EXPECTED.get(type(default), type(default).__name__)}, got {text!r}"
+        ) from None
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--field-name VALUE`` option per field of the config dataclass ``cls``, with the
+    field's help and default; an option left out parses as ``None`` (:func:`overrides_from`)."""
+    for f in dataclasses.fields(cls):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            metavar="VALUE",
+            type=functools.partial(parse_value, default=f.default),
+            help=f"{f.metadata.get('help', '')} (default: {f.default})",
+        )
+
+
+def overrides_from(options: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` that ``options`` (parsed with :func:`add_options`) sets."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(options).items() if k in names and v is not None}

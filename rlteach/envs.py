@@ -18,12 +18,15 @@ import importlib
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.core import ActType, ObsType
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+EnvFn = Callable[[], gym.Env]  # a zero-argument constructor of one environment
 
 
 def registered_spec(env_id: str) -> EnvSpec:
@@ -58,7 +61,7 @@ def make_vector_env(
     env_id: str,
     num_envs: int,
     seed: int | None = None,
-    env_fn: Callable[[], gym.Env] | None = None,
+    env_fn: EnvFn | None = None,
     **env_kwargs: Any,
 ) -> VectorEnv:
     """``num_envs`` copies of an environment stepped as one batch.
@@ -117,7 +120,7 @@ def busy_wait(seconds: float) -> None:
         pass
 
 
-class DelayWrapper(gym.Wrapper):
+class DelayWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType]):
     """Adds a fixed ``delay`` to every ``step``: a stand-in for an expensive simulator.
 
     ``kind="sleep"`` (``time.sleep``) frees the CPU, as waiting on a remote simulator, a robot or
@@ -126,13 +129,13 @@ class DelayWrapper(gym.Wrapper):
     core is busy (``os.cpu_count()``).
     """
 
-    def __init__(self, env: gym.Env, delay: float, kind: str = "sleep"):
+    def __init__(self, env: gym.Env[ObsType, ActType], delay: float, kind: str = "sleep") -> None:
         check_delay(delay, kind)
         super().__init__(env)
         self.delay, self.kind = delay, kind
         self._wait = time.sleep if kind == "sleep" else busy_wait
 
-    def step(self, action):
+    def step(self, action: ActType) -> tuple[ObsType, SupportsFloat, bool, bool, dict[str, Any]]:
         self._wait(self.delay)
         return self.env.step(action)
 
@@ -166,7 +169,7 @@ CARTPOLE_PHYSICS = ("length", "masspole", "masscart", "force_mag", "gravity")
 def set_physics(env: gym.Env, **physics: float) -> gym.Env:
     """Change physical constants of ``env`` in place (CartPole: ``length`` — half the pole's
     length —, ``masspole``, ``masscart``, ``force_mag``, ``gravity``); returns ``env``."""
-    core = env.unwrapped
+    core: Any = env.unwrapped  # CartPole's constants are plain attributes, not in gym.Env's type
     unknown = (
         sorted(set(physics) - set(CARTPOLE_PHYSICS))
         if hasattr(core, "polemass_length")
@@ -184,7 +187,9 @@ def set_physics(env: gym.Env, **physics: float) -> gym.Env:
     return env
 
 
-def physics_variations(env_id: str, workers: int, seed: int = 0, spread: float = 0.5) -> list[dict]:
+def physics_variations(
+    env_id: str, workers: int, seed: int = 0, spread: float = 0.5
+) -> list[dict[str, float]]:
     """One set of CartPole physics per worker: pole half-length and pole mass each scaled by a
     factor drawn uniformly from ``[1 − spread, 1 + spread]`` (``spread = 0``: all identical).
     Worker ``i`` always gets the same draw for a given ``seed``."""
@@ -198,8 +203,11 @@ def physics_variations(env_id: str, workers: int, seed: int = 0, spread: float =
 
 
 def env_factory(
-    env_id: str, delay: float = 0.0, physics: dict | None = None, delay_kind: str = "sleep"
-) -> Callable[[], gym.Env]:
+    env_id: str,
+    delay: float = 0.0,
+    physics: dict[str, float] | None = None,
+    delay_kind: str = "sleep",
+) -> EnvFn:
     """A zero-argument, picklable constructor of ``env_id`` with an optional per-step ``delay``
     (of ``delay_kind``, see :class:`DelayWrapper`) and ``physics`` changes — what a worker process
     needs to build its own environment."""
@@ -208,7 +216,9 @@ def env_factory(
     return partial(_build_env, env_id, float(delay), dict(physics or {}), delay_kind)
 
 
-def _build_env(env_id: str, delay: float, physics: dict, delay_kind: str = "sleep") -> gym.Env:
+def _build_env(
+    env_id: str, delay: float, physics: dict[str, float], delay_kind: str = "sleep"
+) -> gym.Env:
     env = gym.make(env_id)
     if physics:
         set_physics(env, **physics)

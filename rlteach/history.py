@@ -18,34 +18,40 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+Row = dict[str, float]  # one update, episode or evaluation record: field name → number
 
 
 @dataclass
 class History:
     """Per-update and per-episode records of one run, plus free-form ``meta`` (config, algorithm)."""
 
-    updates: list[dict] = field(default_factory=list)
-    episodes: list[dict] = field(default_factory=list)
-    meta: dict = field(default_factory=dict)
-    evaluations: list[dict] = field(default_factory=list)  # distributed runs: the global policy
+    updates: list[Row] = field(default_factory=list)
+    episodes: list[Row] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[Row] = field(default_factory=list)  # distributed runs: the global policy
     start_time: float = field(default_factory=time.perf_counter, repr=False)
 
     def elapsed(self) -> float:
         """Seconds since the run started."""
         return time.perf_counter() - self.start_time
 
-    def log_update(self, **row) -> dict:
+    def log_update(self, **row: float) -> Row:
         """Append an update row; ``wall_time`` is filled in unless given."""
         row.setdefault("wall_time", self.elapsed())
         row.setdefault("update", len(self.updates))
         self.updates.append(row)
         return row
 
-    def log_episodes(self, returns, lengths, env_steps: int, **extra) -> None:
+    def log_episodes(
+        self, returns: Iterable[float], lengths: Iterable[int], env_steps: int, **extra: float
+    ) -> None:
         """Append one row per finished episode (all stamped with the same ``env_steps``)."""
         now = self.elapsed()
         for ret, length in zip(returns, lengths, strict=True):
@@ -74,7 +80,7 @@ class History:
         returns = [row["return"] for row in self.episodes[-last:]]
         return float(np.mean(returns)) if returns else math.nan
 
-    def first_reaching(self, threshold: float, last: int = 20) -> dict | None:
+    def first_reaching(self, threshold: float, last: int = 20) -> Row | None:
         """The episode row at which the mean of the last ``last`` returns first reaches
         ``threshold`` (its ``env_steps`` and ``wall_time`` say when), or None. The window's sum is
         compared with ``last · threshold``: exact for whole-number returns, where a mean computed
@@ -87,7 +93,7 @@ class History:
         hits = np.nonzero(sums >= threshold * last)[0]
         return self.episodes[hits[0] + last - 1] if len(hits) else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "updates": self.updates,
             "episodes": self.episodes,
@@ -95,7 +101,7 @@ class History:
             "evaluations": self.evaluations,
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the history as JSON, atomically (a temporary file renamed into place)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +111,7 @@ class History:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> History:
+    def load(cls, path: str | os.PathLike[str]) -> History:
         """Read a history written by :meth:`save`; a file of another kind raises ``ValueError``."""
         try:
             data = json.loads(Path(path).read_text())
@@ -119,7 +125,7 @@ class History:
             raise ValueError(f"{path} is not an rlteach history file ({exc})") from exc
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> object:
     if isinstance(value, (np.generic,)):
         return value.item()
     if isinstance(value, (tuple, set)):
@@ -164,10 +170,13 @@ class StopAtReturn:
     workers and returns what it has learned (``interrupted=True``). The run up to that point is
     the one it would have been without the callback."""
 
-    def __init__(self, level: float, last: int = 20):
+    def __init__(self, level: float, last: int = 20) -> None:
         self.level, self.last, self.fired = level, last, False
 
     def __call__(self, history: History) -> None:
         if not self.fired and history.first_reaching(self.level, self.last) is not None:
             self.fired = True
             raise KeyboardInterrupt
+
+
+Callback = Callable[[History], None]  # what a trainer calls after every update, e.g. StopAtReturn

@@ -137,7 +137,7 @@ def value_loss(
             f"as None, got old_values={_describe(old_values)} and clip_eps={clip_eps!r}"
         )
     error = (values - returns.detach()) ** 2
-    if old_values is not None:
+    if old_values is not None and clip_eps is not None:  # given together, checked above
         _check_same_shape(values=values, old_values=old_values)
         _check_clip_eps(clip_eps, upper=None)
         old_values = old_values.detach()

@@ -72,7 +72,7 @@ class CategoricalPolicy(nn.Module):
         n_actions: int,
         hidden: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.Tanh,
-    ):
+    ) -> None:
         super().__init__()
         self.net = mlp([obs_dim, *hidden, n_actions], activation, POLICY_OUTPUT_GAIN)
 
@@ -126,7 +126,7 @@ class GaussianPolicy(nn.Module):
         hidden: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.Tanh,
         log_std_init: float = 0.0,
-    ):
+    ) -> None:
         super().__init__()
         self.mean_net = mlp([obs_dim, *hidden, act_dim], activation, POLICY_OUTPUT_GAIN)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
@@ -177,7 +177,7 @@ class ValueFunction(nn.Module):
         obs_dim: int,
         hidden: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.Tanh,
-    ):
+    ) -> None:
         super().__init__()
         self.net = mlp([obs_dim, *hidden, 1], activation, VALUE_OUTPUT_GAIN)
 
@@ -202,7 +202,7 @@ class ActorCritic(nn.Module):
         hidden: Sequence[int] = (64, 64),
         activation: str = "tanh",
         log_std_init: float = 0.0,
-    ):
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -211,6 +211,7 @@ class ActorCritic(nn.Module):
         self.activation = activation
         self.log_std_init = float(log_std_init)
         act_cls = ACTIVATIONS[activation]
+        self.actor: CategoricalPolicy | GaussianPolicy
         if isinstance(act_space, gym.spaces.Discrete):
             self.action_kind, self.action_dim = "discrete", int(act_space.n)
             self.actor = CategoricalPolicy(self.obs_dim, self.action_dim, self.hidden, act_cls)
@@ -307,16 +308,14 @@ def flat_parameters(model: nn.Module) -> np.ndarray:
 
 def set_flat_parameters(model: nn.Module, vector: np.ndarray) -> None:
     """Load a ``[P]`` vector made by :func:`flat_parameters` back into ``model``'s parameters."""
-    vector = torch.as_tensor(np.asarray(vector, dtype=np.float32))
+    flat = torch.as_tensor(np.asarray(vector, dtype=np.float32))
     expected = sum(p.numel() for p in model.parameters())
-    if vector.numel() != expected:
-        raise ValueError(
-            f"vector has {vector.numel()} entries, the model has {expected} parameters"
-        )
+    if flat.numel() != expected:
+        raise ValueError(f"vector has {flat.numel()} entries, the model has {expected} parameters")
     with torch.no_grad():  # copy into each parameter's own storage: no aliasing of ``vector``
         offset = 0
         for p in model.parameters():
-            p.copy_(vector[offset : offset + p.numel()].view_as(p))
+            p.copy_(flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
 
 

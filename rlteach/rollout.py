@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import partial
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from numpy.typing import ArrayLike
 
-from rlteach.envs import autoreset_mode, env_factory, make_env, make_vector_env
+from rlteach.envs import EnvFn, autoreset_mode, env_factory, make_env, make_vector_env
 from rlteach.nets import ActorCritic
 
 MAX_EVAL_ENVS = 16
@@ -101,7 +103,9 @@ class Collector:
     running count of valid steps (real transitions) over all collections.
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, policy: ActorCritic, seed: int | None = None):
+    def __init__(
+        self, envs: gym.vector.VectorEnv, policy: ActorCritic, seed: int | None = None
+    ) -> None:
         self.envs = envs
         self.policy = policy
         mode = autoreset_mode(envs)
@@ -153,7 +157,7 @@ class Collector:
         record.terminated[t], record.truncated[t] = terminated & valid, truncated & valid
         done = record.terminated[t] | record.truncated[t]
         if self.same_step:
-            record.finals.extend((t, i, infos["final_obs"][i]) for i in np.flatnonzero(done))
+            record.finals.extend((t, int(i), infos["final_obs"][i]) for i in np.flatnonzero(done))
         else:
             self._resetting = done
         self._track_episodes(reward, valid, done, record)
@@ -206,13 +210,17 @@ class _Record:
     def empty(cls, num_steps: int, batch_obs_shape: tuple[int, ...], space: gym.Space) -> _Record:
         n = batch_obs_shape[0]
         action_dtype = np.float32 if isinstance(space, gym.spaces.Box) else np.int64
-        floats = [np.empty((num_steps, n), dtype=np.float32) for _ in range(3)]
-        flags = [np.empty((num_steps, n), dtype=bool) for _ in range(3)]
+        logp, rewards, values = (np.empty((num_steps, n), dtype=np.float32) for _ in range(3))
+        terminated, truncated, valid = (np.empty((num_steps, n), dtype=bool) for _ in range(3))
         return cls(
             np.empty((num_steps, *batch_obs_shape), dtype=np.float32),
-            np.empty((num_steps, n, *space.shape), dtype=action_dtype),
-            *floats,
-            *flags,
+            np.empty((num_steps, n, *(space.shape or ())), dtype=action_dtype),
+            logp,
+            rewards,
+            values,
+            terminated,
+            truncated,
+            valid,
         )
 
     def to_batch(self, next_values: np.ndarray, env_steps: int) -> Batch:
@@ -247,7 +255,7 @@ def evaluate(
     episodes: int = 20,
     seed: int = 123,
     deterministic: bool = True,
-    env_fn: Callable[[], gym.Env] | None = None,
+    env_fn: EnvFn | None = None,
 ) -> list[float]:
     """Undiscounted returns of ``episodes`` complete episodes, episode ``i`` reset with seed
     ``seed + i``.
@@ -263,7 +271,11 @@ def evaluate(
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
     num_envs = min(episodes, MAX_EVAL_ENVS)
-    envs = make_vector_env(env_id, num_envs, env_fn=env_fn or partial(make_env, env_id))
+    # with an env_fn, make_vector_env builds a SyncVectorEnv, whose reset takes a seed per env
+    envs = cast(
+        SyncVectorEnv,
+        make_vector_env(env_id, num_envs, env_fn=env_fn or partial(make_env, env_id)),
+    )
     generator = torch.Generator().manual_seed(seed)
     choose = partial(_eval_action, policy, deterministic, generator, envs.single_action_space)
     returns: list[float] = []
@@ -277,7 +289,11 @@ def evaluate(
 
 
 def returns_across_physics(
-    policy, env_id: str, physics: list[dict], episodes: int = 5, seed: int = 7
+    policy: ActorCritic,
+    env_id: str,
+    physics: list[dict[str, float]],
+    episodes: int = 5,
+    seed: int = 7,
 ) -> list[float]:
     """Mean greedy return of ``policy`` over ``episodes`` episodes on each entry of ``physics``
     (keyword arguments of :func:`~rlteach.envs.set_physics`, e.g. ``{"length": 0.25}``), ``[K]``:
@@ -291,11 +307,12 @@ def returns_across_physics(
 
 
 def _run_wave(
-    envs: gym.vector.VectorEnv, choose: Callable[[np.ndarray], np.ndarray], seeds: list[int]
+    envs: SyncVectorEnv, choose: Callable[[np.ndarray], np.ndarray], seeds: list[int]
 ) -> list[float]:
     """Reset env ``j`` with ``seeds[j]``, step until every env has ended one episode, return the
     episode returns (what happens after an env's episode ended is ignored)."""
-    obs, _ = envs.reset(seed=seeds)
+    # gymnasium types seed as list[int | None], which (invariant) refuses a list[int]
+    obs, _ = envs.reset(seed=seeds)  # type: ignore[arg-type]
     total = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     with torch.inference_mode():
@@ -321,5 +338,5 @@ def _eval_action(
     return env_action(action.numpy(), space)
 
 
-def _float32(array) -> np.ndarray:
+def _float32(array: ArrayLike) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)

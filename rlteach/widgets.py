@@ -11,17 +11,25 @@ import dataclasses
 import html
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import ipywidgets as W
+import numpy as np
 import torch
 from IPython.display import display
+from matplotlib.figure import Figure, SubFigure
 
 from rlteach import plots, tabular
+from rlteach.algos import TrainResult
 from rlteach.config import make_config
+from rlteach.registry import algorithm_of
+
+Draw = Callable[..., Figure | SubFigure]  # the controls' values as keywords → the figure to show
+TrainFn = Callable[..., TrainResult]  # train_fn(config, callback=live, **choices), e.g. train_ppo
 
 
-def live_panel(draw: Callable, title: str = "", **controls: W.ValueWidget) -> W.VBox:
+def live_panel(draw: Draw, title: str = "", **controls: W.ValueWidget) -> W.VBox:
     """A panel of ``controls`` above an output area showing ``draw(**values)`` (a Figure).
 
     The figure is drawn once at creation and again whenever a control's value changes; while it is
@@ -30,7 +38,7 @@ def live_panel(draw: Callable, title: str = "", **controls: W.ValueWidget) -> W.
     out = W.Output()
     status = W.HTML()
 
-    def redraw(_change=None):
+    def redraw(_change: Mapping[str, Any] | None = None) -> None:
         status.value = "<i>computing…</i>"
         with out:
             out.clear_output(wait=True)
@@ -51,11 +59,11 @@ def live_panel(draw: Callable, title: str = "", **controls: W.ValueWidget) -> W.
     )
 
 
-def _slider_style():
+def _slider_style() -> dict[str, str]:
     return {"description_width": "initial"}
 
 
-def _slider(kind: type[W.ValueWidget], **kwargs) -> W.ValueWidget:
+def _slider(kind: type[W.ValueWidget], **kwargs: Any) -> W.ValueWidget:
     """A slider of ``kind`` (``W.FloatSlider`` …) for an explorer: the figure is redrawn when it is
     released, and its description is shown whole."""
     return kind(continuous_update=False, style=_slider_style(), **kwargs)
@@ -64,7 +72,9 @@ def _slider(kind: type[W.ValueWidget], **kwargs) -> W.ValueWidget:
 BASELINES = ("none", "constant J(θ)", "exact V^π(s)", "½ V^π(s)", "−V^π(s) (wrong sign)")
 
 
-def baseline_table(mdp, theta, choice: str):
+def baseline_table(
+    mdp: tabular.TabularMDP, theta: torch.Tensor, choice: str
+) -> bool | torch.Tensor:
     """The ``baseline`` option of ``tabular.episode_gradients`` for one of :data:`BASELINES`:
     ``False`` or a table ``b[S]``. Every choice is a function of the state, so none adds bias
     (eq. 1.9); they differ in variance only."""
@@ -82,7 +92,9 @@ def baseline_table(mdp, theta, choice: str):
 EXPLORER_STEPS = 1_000_000  # environment steps one redraw of the REINFORCE panel may sample
 
 
-def explorer_batches(counts, max_episodes: int, horizon: int, repeats: int) -> tuple:
+def explorer_batches(
+    counts: Sequence[int], max_episodes: int, horizon: int, repeats: int
+) -> tuple[list[int], int, bool]:
     """``(grid, batches, shortened)`` for one redraw of :func:`reinforce_explorer`: the batch
     sizes of ``counts`` up to ``max_episodes`` and the number of independent batches, so the panel
     samples at most ``EXPLORER_STEPS`` steps (``batches · max(grid) · horizon``) and stays near a
@@ -97,7 +109,9 @@ def explorer_batches(counts, max_episodes: int, horizon: int, repeats: int) -> t
     return grid, batches, batches < repeats or grid != wanted
 
 
-def reinforce_explorer(counts=(16, 64, 256, 1024), repeats: int = 10, seed: int = 0) -> W.VBox:
+def reinforce_explorer(
+    counts: Sequence[int] = (16, 64, 256, 1024), repeats: int = 10, seed: int = 0
+) -> W.VBox:
     """Notebook 01, step 7: γ, batch size, number of states, reward-to-go and the baseline.
 
     On a random MDP with the chosen number of states and 3 actions, under the uniform policy
@@ -107,11 +121,16 @@ def reinforce_explorer(counts=(16, 64, 256, 1024), repeats: int = 10, seed: int 
     Long episodes (γ near 1) get fewer batches (:func:`explorer_batches`); the title says how many.
     """
 
-    def draw(gamma, max_episodes, n_states, reward_to_go, baseline):
+    def draw(
+        gamma: float, max_episodes: int, n_states: int, reward_to_go: bool, baseline: str
+    ) -> Figure | SubFigure:
         mdp = tabular.random_mdp(n_states, 3, gamma, seed=seed)
         theta = torch.zeros(n_states, 3, dtype=torch.float64)
         form = "reward-to-go" if reward_to_go else "full return"
-        variants = {"full return": dict(reward_to_go=False), form: dict(reward_to_go=reward_to_go)}
+        variants: dict[str, dict[str, Any]] = {
+            "full return": dict(reward_to_go=False),
+            form: dict(reward_to_go=reward_to_go),
+        }
         if baseline != "none":
             variants[f"{form}, b = {baseline}"] = dict(
                 reward_to_go=reward_to_go, baseline=baseline_table(mdp, theta, baseline)
@@ -145,7 +164,11 @@ def reinforce_explorer(counts=(16, 64, 256, 1024), repeats: int = 10, seed: int 
     )
 
 
-def gamma_t_explorer(problems: dict, gammas, detail: str | None = None) -> W.VBox:
+def gamma_t_explorer(
+    problems: Mapping[str, tuple[tabular.TabularMDP, torch.Tensor]],
+    gammas: Sequence[float] | np.ndarray,
+    detail: str | None = None,
+) -> W.VBox:
     """Notebook 01, step 6: a γ slider on the angle between the seed's form and ∇J (eq. 1.10).
 
     ``problems`` maps a label to ``(mdp, theta)``. The curves over ``gammas`` are computed once;
@@ -159,7 +182,7 @@ def gamma_t_explorer(problems: dict, gammas, detail: str | None = None) -> W.VBo
         for label, (m, th) in problems.items()
     }
 
-    def draw(gamma):
+    def draw(gamma: float) -> Figure:
         marks = {
             label: tabular.seed_form_comparison(m.with_gamma(gamma), th)
             for label, (m, th) in problems.items()
@@ -179,12 +202,18 @@ def gamma_t_explorer(problems: dict, gammas, detail: str | None = None) -> W.VBo
     return live_panel(draw, title="Dropping γ^t: direction and size", gamma=slider)
 
 
-def critic_error_explorer(mdp, theta, lambdas, nsteps, seed: int = 0) -> W.VBox:
+def critic_error_explorer(
+    mdp: tabular.TabularMDP,
+    theta: torch.Tensor,
+    lambdas: Sequence[float],
+    nsteps: Sequence[int],
+    seed: int = 0,
+) -> W.VBox:
     """Notebook 03, section 2: the kind, the size and the draw (``seed``, for the random kinds
     ``"noise"`` and ``"other policy"``) of the critic's error; each change redraws the exact
     bias/variance of GAE(λ) and n-step targets (``plots.advantage_tradeoff``)."""
 
-    def draw(kind, size, seed):
+    def draw(kind: str, size: float, seed: int) -> Figure | SubFigure:
         critic = tabular.critic_with_error(mdp, theta, kind, size, seed)
         drawn = f", draw {seed}" if kind in ("noise", "other policy") else ""
         return plots.advantage_tradeoff(
@@ -226,14 +255,14 @@ def link_explorer(params: int = 1_000_000, workers: int = 100) -> W.VBox:
     each redraw evaluates the formulas, no process is started."""
     from rlteach.distributed.traffic import LINK_BETA, link_seconds
 
-    def draw(workers, params, alpha_us, duplex):
-        params, alpha = int(params), alpha_us * 1e-6
-        ring = link_seconds("all-reduce", workers, params, alpha, LINK_BETA, duplex)
-        server = link_seconds("parameter server", workers, params, alpha, LINK_BETA, duplex)
+    def draw(workers: int, params: float, alpha_us: float, duplex: bool) -> Figure:
+        n_params, alpha = int(params), alpha_us * 1e-6  # the log slider gives a float
+        ring = link_seconds("all-reduce", workers, n_params, alpha, LINK_BETA, duplex)
+        server = link_seconds("parameter server", workers, n_params, alpha, LINK_BETA, duplex)
         fig, (left, right) = plots.figure(ncols=2, width=5.2)
-        plots.update_bytes(params, at=workers, ax=left)
+        plots.update_bytes(n_params, at=workers, ax=left)
         plots.update_seconds(
-            {f"P = {params:,}": params}, alpha, LINK_BETA, duplex, at=workers, ax=right
+            {f"P = {n_params:,}": n_params}, alpha, LINK_BETA, duplex, at=workers, ax=right
         )
         fig.suptitle(
             f"W = {workers}: ring {ring['seconds'] * 1e3:.3g} ms "
@@ -273,11 +302,13 @@ _HELP_STOP = (
 )
 
 
-def _field_error(cls, name, value, reason):
+def _field_error(cls: type, name: str, value: object, reason: str) -> ValueError:
     return ValueError(f"{cls.__name__}.{name} = {value!r} gets no control: {reason}")
 
 
-def _log_slider(cls, name, value, meta, common):
+def _log_slider(
+    cls: type, name: str, value: object, meta: Mapping[str, Any], common: dict[str, Any]
+) -> W.FloatLogSlider:
     """A base-10 log slider from ``low`` to ``high``; an open end, or ``low <= 0``, spans three
     decades beyond the value."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -290,7 +321,7 @@ def _log_slider(cls, name, value, meta, common):
     )
 
 
-def _number_control(value, meta, common):
+def _number_control(value: float, meta: Mapping[str, Any], common: dict[str, Any]) -> W.ValueWidget:
     low, high = meta.get("low"), meta.get("high")
     integer = isinstance(value, int)
     if low is None or high is None:
@@ -301,7 +332,9 @@ def _number_control(value, meta, common):
     return W.FloatSlider(value=value, min=low, max=high, step=step, readout_format=".4g", **common)
 
 
-def field_control(cls, name: str, value, meta: dict):
+def field_control(
+    cls: type, name: str, value: object, meta: Mapping[str, Any]
+) -> W.ValueWidget | None:
     """The widget for one config field, or None when its value's type has none (e.g. a tuple).
 
     ``Dropdown`` for ``choices``; ``Checkbox`` for a bool; ``FloatLogSlider`` for ``log=True``;
@@ -324,7 +357,9 @@ def field_control(cls, name: str, value, meta: dict):
     return None
 
 
-def config_controls(config_cls, include=None, config=None) -> dict:
+def config_controls(
+    config_cls: type, include: Iterable[str] | None = None, config: Any = None
+) -> dict[str, W.ValueWidget]:
     """One widget per field of the config dataclass ``config_cls``, built from its metadata
     (see :func:`field_control`), as a dict name → widget.
 
@@ -343,7 +378,7 @@ def config_controls(config_cls, include=None, config=None) -> dict:
             f"include = {names!r} is not allowed: {', '.join(unknown)} not a field of "
             f"{config_cls.__name__} (fields: {', '.join(fields)})"
         )
-    controls = {}
+    controls: dict[str, W.ValueWidget] = {}
     for name in names:
         value = getattr(config, name)
         control = field_control(config_cls, name, value, dict(fields[name].metadata))
@@ -354,7 +389,7 @@ def config_controls(config_cls, include=None, config=None) -> dict:
     return controls
 
 
-def result_summary(result, seconds: float, run: int) -> str:
+def result_summary(result: TrainResult, seconds: float, run: int) -> str:
     """One status line for a finished run: episodes, mean return of the last 20, seconds, and
     whether the run was interrupted."""
     history = result.history
@@ -367,10 +402,23 @@ def result_summary(result, seconds: float, run: int) -> str:
     return line + (" · stopped early — partial result kept" if result.interrupted else "")
 
 
+def config_class_of(train_fn: TrainFn) -> type:
+    """The config dataclass of the registered algorithm whose trainer is ``train_fn``;
+    ``ValueError`` for a function the registry does not know (pass its ``config_cls`` then)."""
+    algorithm = algorithm_of(train_fn)
+    if algorithm is None:
+        raise ValueError(
+            f"{getattr(train_fn, '__name__', train_fn)!r} is not a registered trainer "
+            "(rlteach.registry.ALGORITHMS): pass config_cls, the dataclass of its settings"
+        )
+    return algorithm.config_class()
+
+
 class TrainingPanel(W.VBox):
     """Controls for a config, a Train button, a status line and a live plot of the run.
 
-    ``panel = TrainingPanel(train_ppo, PPOConfig, include=["lr", "gamma", "total_steps"])``.
+    ``panel = TrainingPanel(train_ppo, include=["lr", "gamma", "total_steps"])``: the config class
+    is the algorithm's in the registry (:mod:`rlteach.registry`) unless ``config_cls`` is given.
     Clicking Train (or calling :meth:`train`) builds the config with ``make_config`` from the
     controls (fields without a control keep ``config``'s values, default the class defaults), runs
     ``train_fn(config, callback=live)`` with a :class:`~rlteach.plots.LivePlot` drawing into the
@@ -390,17 +438,18 @@ class TrainingPanel(W.VBox):
 
     def __init__(
         self,
-        train_fn: Callable,
-        config_cls,
-        include=None,
+        train_fn: TrainFn,
+        config_cls: type | None = None,
+        include: Iterable[str] | None = None,
         title: str = "",
-        config=None,
+        config: Any = None,
         live_interval: float = 0.5,
-        draw=None,
-        choices: dict | None = None,
-    ):
+        draw: Callable[..., Figure] | None = None,
+        choices: Mapping[str, Sequence[object]] | None = None,
+    ) -> None:
         self.train_fn = train_fn
         self.draw = draw  # the live figure: plots.learning_dashboard unless given
+        config_cls = config_cls or config_class_of(train_fn)
         self.config_cls = config_cls
         self.base_config = make_config(config_cls, config)
         self.title = title
@@ -417,9 +466,9 @@ class TrainingPanel(W.VBox):
         self.status = W.Label()
         self.plot = W.Output()  # the live figure of the run
         self.output = W.Output()  # what the trainer prints, and its error if it fails
-        self.live = None
-        self.result = None
-        self.results = []
+        self.live: plots.LivePlot | None = None
+        self.result: TrainResult | None = None
+        self.results: list[TrainResult] = []
         header = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         super().__init__(
             [
@@ -435,11 +484,11 @@ class TrainingPanel(W.VBox):
             ]
         )
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         """The controls' current values, name → value."""
         return {name: control.value for name, control in self.controls.items()}
 
-    def train(self):
+    def train(self) -> TrainResult | None:
         """Train once with the controls' values (what the button does) and return the result.
 
         An invalid value returns None and says why in the status line. An exception from
@@ -457,7 +506,7 @@ class TrainingPanel(W.VBox):
         finally:
             self.button.disabled = False
 
-    def _run(self, config):
+    def _run(self, config: object) -> TrainResult | None:
         self.plot.outputs = ()
         self.live = plots.LivePlot(
             title=self.title, min_interval=self.live_interval, draw=self.draw, output=self.plot
@@ -493,7 +542,9 @@ def distributed_explorer(steps: int = 600, rounds: int = 30) -> W.VBox:
 
     from rlteach.distributed import patterns
 
-    def draw(workers, delay_ms, delay_kind, learner_ms, mode):
+    def draw(
+        workers: int, delay_ms: float, delay_kind: str, learner_ms: float, mode: str
+    ) -> Figure:
         run = patterns.staleness_run(workers=workers, rounds=rounds, mode=mode)
         load = patterns.Workload(
             "fixed",

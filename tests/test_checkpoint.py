@@ -50,5 +50,28 @@ def test_a_distributed_runs_config_comes_back_as_its_dataclass(result, tmp_path)
 
     config = DPPOConfig(workers=3, hidden=tuple(result.config.hidden))
     dppo = rlteach.TrainResult(result.policy, result.history, config)
-    loaded = rlteach.load(rlteach.save(dppo, tmp_path / "dppo.pt"))
+    path = rlteach.save(dppo, tmp_path / "dppo.pt")
+    loaded = rlteach.load(path)
     assert loaded.config == config
+    # saved under its public name, which every version of the library can import
+    stored = torch.load(path, weights_only=True)["config_class"]
+    assert stored == "rlteach.distributed.dppo:DPPOConfig"
+
+
+@pytest.mark.parametrize(
+    "old_name",
+    ["rlteach.distributed.dppo:DPPOConfig", "rlteach.distributed.da3c:DA3CConfig"],
+)
+def test_a_checkpoint_written_before_the_configs_moved_still_loads(result, tmp_path, old_name):
+    """Checkpoints from before the distributed configs moved to rlteach.distributed.configs name
+    the algorithm's module; that module still has the class, so they load unchanged."""
+    module, _, name = old_name.partition(":")
+    config_cls = getattr(rlteach, name)
+    assert config_cls.__module__ == "rlteach.distributed.configs"  # where it lives now
+    config = config_cls(workers=3, hidden=tuple(result.config.hidden))
+    path = rlteach.save(rlteach.TrainResult(result.policy, result.history, config), tmp_path / "a")
+    payload = torch.load(path, weights_only=True)
+    payload["config_class"] = old_name  # what such a file holds
+    torch.save(payload, path)
+    loaded = rlteach.load(path)
+    assert type(loaded.config) is config_cls and loaded.config == config

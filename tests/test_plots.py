@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from rlteach import plots
 from rlteach.history import History
+from rlteach.plots import live as plots_live
 
 # Every comparison below is between float64 arrays computed by two routes (numpy vectorised vs a
 # plain loop, or interpolation of the same points), so they agree to rounding: rtol=1e-12.
@@ -196,8 +197,8 @@ def test_live_plot_updates_one_display_handle_in_a_kernel(monkeypatch):
         return handle
 
     kernel_shell = types.SimpleNamespace(kernel=object())
-    monkeypatch.setattr(plots.IPython, "get_ipython", lambda: kernel_shell)
-    monkeypatch.setattr(plots, "display", fake_display)
+    monkeypatch.setattr(plots_live.IPython, "get_ipython", lambda: kernel_shell)
+    monkeypatch.setattr(plots_live, "display", fake_display)
     live = plots.LivePlot(min_interval=0, max_share=1.0)
     history = fake_history(updates=2)
     live(history)
@@ -218,8 +219,10 @@ def test_live_plot_with_an_output_widget_replaces_its_content_by_each_figure(mon
     kernel_shell = types.SimpleNamespace(
         kernel=object(), display_formatter=types.SimpleNamespace(format=fake_format)
     )
-    monkeypatch.setattr(plots.IPython, "get_ipython", lambda: kernel_shell)
-    monkeypatch.setattr(plots, "display", lambda *a, **k: pytest.fail("a display handle was used"))
+    monkeypatch.setattr(plots_live.IPython, "get_ipython", lambda: kernel_shell)
+    monkeypatch.setattr(
+        plots_live, "display", lambda *a, **k: pytest.fail("a display handle was used")
+    )
     output = W.Output()
     live = plots.LivePlot(min_interval=0, max_share=1.0, output=output)
     history = fake_history(updates=2)
@@ -238,13 +241,13 @@ def test_live_plot_with_an_output_widget_replaces_its_content_by_each_figure(mon
 
 def test_live_plot_spends_at_most_max_share_of_the_time_drawing(monkeypatch):
     clock = types.SimpleNamespace(now=0.0)
-    monkeypatch.setattr(plots, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(plots_live, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
 
     def slow_dashboard(history, title):  # one redraw costs 1 (fake) second
         clock.now += 1.0
         return Figure()
 
-    monkeypatch.setattr(plots, "learning_dashboard", slow_dashboard)
+    monkeypatch.setattr(plots_live, "learning_dashboard", slow_dashboard)
     live = plots.LivePlot(min_interval=0, max_share=0.1)
     for _ in range(400):  # 0.5 s of training between callbacks, 200 s in all
         clock.now += 0.5

@@ -16,13 +16,14 @@ from torch.distributions import Categorical, kl_divergence
 
 import rlteach
 from rlteach import losses, plots, tabular, widgets
-from rlteach.algos.common import build_agent, gradient_step
+from rlteach.algos.common import build_agent, gradient_step, local_step
 from rlteach.algos.ppo import (
     PPOConfig,
     adapted_kl_coef,
     gae_data,
     ppo_loss,
     ppo_update,
+    shuffled_minibatches,
     state_kl,
 )
 from rlteach.config import make_config
@@ -281,7 +282,9 @@ def replay_update(policy, data, cfg, seed, max_steps=None):
 def run_update(policy, data, cfg, seed, **options):
     policy = copy.deepcopy(policy)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    return policy, ppo_update(policy, optimizer, data, cfg, _gen(seed), **options)
+    minibatches = shuffled_minibatches(data, cfg, _gen(seed))
+    step = local_step(optimizer, cfg.max_grad_norm)
+    return policy, ppo_update(policy, data, cfg, minibatches, step, **options)
 
 
 def test_without_target_kl_the_update_takes_every_step_as_a_plain_loop(batch_data):

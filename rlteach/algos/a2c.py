@@ -8,13 +8,16 @@ worker.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 from rlteach import advantages, losses
 from rlteach.algos.common import (
     Interruptible,
+    Minibatch,
     TrainResult,
     annealed,
     build_agent,
@@ -24,7 +27,10 @@ from rlteach.algos.common import (
     set_learning_rate,
 )
 from rlteach.config import make_config, setting
-from rlteach.history import History
+from rlteach.envs import EnvFn
+from rlteach.history import Callback, History
+from rlteach.nets import ActorCritic
+from rlteach.rollout import Batch
 
 ADVANTAGE_ESTIMATORS = ("td", "nstep", "gae")
 
@@ -34,16 +40,24 @@ class A2CConfig:
     """A2C settings. Defaults solve CartPole-v1 within 300k env steps."""
 
     env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
-    total_steps: int = setting(300_000, low=1, help="env steps (valid transitions) to train for")
+    total_steps: int = setting(
+        300_000,
+        low=1,
+        help="env steps (valid transitions) to train for, summed over all environments",
+    )
     num_envs: int = setting(8, low=1, high=256, help="parallel environments N")
-    rollout_steps: int = setting(8, low=1, high=8192, help="steps T per env per update")
+    rollout_steps: int = setting(8, low=1, high=8192, help="steps T per env per batch")
     advantage: str = setting(
-        "gae", choices=ADVANTAGE_ESTIMATORS, help="td: r + γV(s') − V(s) (seed §3.1); nstep; gae"
+        "gae",
+        choices=ADVANTAGE_ESTIMATORS,
+        help="td: r + γV(s') − V(s), the seed's step 3; nstep; gae",
     )
     nstep: int = setting(5, low=1, help="n of the n-step return (advantage='nstep')")
-    gae_lambda: float = setting(0.95, low=0.0, high=1.0, help="GAE λ (advantage='gae')")
+    gae_lambda: float = setting(
+        0.95, low=0.0, high=1.0, help="GAE λ (0: one-step TD, 1: Monte Carlo)"
+    )
     gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
-    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size")
+    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size α")
     optimizer: str = setting("adam", choices=("adam", "rmsprop", "sgd"), help="optimizer")
     anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
     vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
@@ -51,13 +65,36 @@ class A2CConfig:
     max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
     normalize_advantages: bool = setting(False, help="standardise advantages per batch")
     bootstrap_truncated: bool = setting(
-        True, help="False reproduces a common bug: a time-limit cut treated as a terminal state"
+        True, help="bootstrap at time-limit cuts; False reproduces a common bug (notebook 03)"
     )
     hidden: tuple = setting((64, 64), help="hidden layer widths")
     seed: int = setting(0, low=0, help="one integer seeds everything")
 
 
-def estimate_advantages(batch, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+class A2CSettings(Protocol):
+    """What the advantage estimate and the A2C loss read of a config: :class:`A2CConfig` has it,
+    and so does DA3C's config (:class:`rlteach.distributed.configs.DA3CConfig`), whose workers run
+    the same loss."""
+
+    @property
+    def advantage(self) -> str: ...
+    @property
+    def bootstrap_truncated(self) -> bool: ...
+    @property
+    def gamma(self) -> float: ...
+    @property
+    def nstep(self) -> int: ...
+    @property
+    def gae_lambda(self) -> float: ...
+    @property
+    def normalize_advantages(self) -> bool: ...
+    @property
+    def vf_coef(self) -> float: ...
+    @property
+    def ent_coef(self) -> float: ...
+
+
+def estimate_advantages(batch: Batch, cfg: A2CSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Â, return targets)``, both ``[T, N]``, with the estimator ``cfg.advantage`` names.
 
     With ``cfg.bootstrap_truncated = False`` a truncated step counts as terminated: the value of the
@@ -72,7 +109,9 @@ def estimate_advantages(batch, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     return advantages.gae(*args, cfg.gamma, cfg.gae_lambda)
 
 
-def a2c_loss(policy, data: dict, cfg) -> tuple[torch.Tensor, dict]:
+def a2c_loss(
+    policy: ActorCritic, data: Minibatch, cfg: A2CSettings
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss to minimise on flat samples ``data`` (``obs``, ``actions``, ``adv``, ``ret``, all ``[M]``):
     ``−E[log π(a|s) Â] + c_v · ½E[(V(s) − R)²] − c_e · H[π]`` (notebook 03, eq. 3.4)."""
     logp, entropy, values = policy.evaluate_actions(data["obs"], data["actions"])
@@ -82,7 +121,9 @@ def a2c_loss(policy, data: dict, cfg) -> tuple[torch.Tensor, dict]:
     return combined_loss(policy_objective, value_loss, entropy, cfg)
 
 
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
     """Adam, RMSprop (the A2C paper's choice) or plain SGD."""
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-5)
@@ -92,7 +133,10 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
 
 
 def train_a2c(
-    config: A2CConfig | None = None, callback=None, env_fn=None, **overrides
+    config: A2CConfig | None = None,
+    callback: Callback | None = None,
+    env_fn: EnvFn | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Train A2C; returns a :class:`TrainResult`. Arguments as for :func:`rlteach.train_ppo`."""
     cfg = make_config(A2CConfig, config, **overrides)

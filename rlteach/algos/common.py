@@ -4,15 +4,17 @@ schedule, stopping cleanly on a kernel interrupt, and the result a trainer retur
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from rlteach.envs import make_vector_env
+from rlteach.envs import EnvFn, make_vector_env
 from rlteach.history import History
-from rlteach.nets import ActorCritic
+from rlteach.nets import ActorCritic, flat_gradient
 from rlteach.rollout import Collector
 
 
@@ -49,7 +51,9 @@ class Agent:
         self.collector.envs.close()
 
 
-def build_agent(env_id: str, num_envs: int, seed: int, hidden, env_fn=None) -> Agent:
+def build_agent(
+    env_id: str, num_envs: int, seed: int, hidden: tuple[int, ...], env_fn: EnvFn | None = None
+) -> Agent:
     """Vector env, actor-critic and collector, all seeded from one integer.
 
     ``numpy.random.SeedSequence(seed)`` gives independent streams for the network's initial weights,
@@ -74,16 +78,61 @@ def gradient_step(
     (0 turns clipping off). Returns the gradient norm before clipping."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    limit = max_grad_norm if max_grad_norm > 0 else float("inf")
-    norm = torch.nn.utils.clip_grad_norm_(params, limit)
+    norm = clip_gradient(
+        [p for group in optimizer.param_groups for p in group["params"]], max_grad_norm
+    )
     optimizer.step()
-    return float(norm)
+    return norm
+
+
+def clip_gradient(params: Iterable[torch.Tensor], max_grad_norm: float) -> float:
+    """Scale the ``.grad`` of ``params`` in place by ``min(1, max_norm / (‖∇θ‖₂ + 1e-6))``, the
+    norm taken over all of them (``torch.nn.utils.clip_grad_norm_``); ``max_grad_norm = 0`` turns
+    clipping off. Returns the norm before clipping."""
+    limit = max_grad_norm if max_grad_norm > 0 else float("inf")
+    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+
+
+class LossWeights(Protocol):
+    """The weights of the value loss and the entropy bonus (every actor-critic config has them)."""
+
+    @property
+    def vf_coef(self) -> float: ...
+    @property
+    def ent_coef(self) -> float: ...
+
+
+Minibatch = dict[str, torch.Tensor]  # flat [M, ...] tensors: obs, actions, logp, values, adv, ret
+Step = Callable[[torch.Tensor, Minibatch], dict[str, float]]
+"""What an update does with one minibatch's loss (``step(loss, minibatch)``): take the step and
+return any values to log. Single-process PPO steps its own optimizer (:func:`local_step`), DPPO
+pushes the gradient to the parameter server and pulls θ, DD-PPO all-reduces it: only this differs
+between the three (notebooks 04, 07, 08)."""
+
+
+def local_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> Step:
+    """The single-process :data:`Step`: one :func:`gradient_step`, logging ``grad_norm``."""
+
+    def step(loss: torch.Tensor, minibatch: Minibatch) -> dict[str, float]:
+        return {"grad_norm": gradient_step(optimizer, loss, max_grad_norm)}
+
+    return step
+
+
+def clipped_flat_gradient(model: torch.nn.Module, max_grad_norm: float) -> np.ndarray:
+    """``clip(∇θ, max_grad_norm)`` as one flat ``[P]`` float32 vector, from the ``.grad`` that a
+    ``backward`` left: clipped in place (:func:`clip_gradient`), then concatenated in parameter
+    order (:func:`rlteach.nets.flat_gradient`)."""
+    clip_gradient(model.parameters(), max_grad_norm)
+    return flat_gradient(model)
 
 
 def combined_loss(
-    policy_objective: torch.Tensor, value_loss: torch.Tensor, entropy: torch.Tensor, cfg
-) -> tuple[torch.Tensor, dict]:
+    policy_objective: torch.Tensor,
+    value_loss: torch.Tensor,
+    entropy: torch.Tensor,
+    cfg: LossWeights,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to minimise, ``−J + c_v · L^V − c_e · H̄`` (``cfg.vf_coef``, ``cfg.ent_coef``; H̄ the
     mean of the per-sample ``entropy [M]``), and the three values as floats. With ``c_e = 0`` the
     entropy term is left out of the graph: its gradient is 0, and backward would still pass
@@ -116,7 +165,12 @@ class Interruptible(contextlib.AbstractContextManager):
 
     interrupted = False
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         if exc_type is KeyboardInterrupt:
             self.interrupted = True
             return True

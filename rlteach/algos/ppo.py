@@ -1,8 +1,9 @@
 """PPO with the clipped objective (seed §3.2 step 3; notebook 04), single process.
 
 Reading order: :class:`PPOConfig` (every knob, with its range), :func:`ppo_loss` (one minibatch),
-:func:`ppo_update` (epochs of minibatch ascent on one batch), :func:`train_ppo` (the loop).
-DPPO (notebook 07) reuses ``ppo_loss`` and ``ppo_update`` on each worker.
+:func:`ppo_update` (epochs of minibatch ascent on one batch, with a pluggable step),
+:func:`train_ppo` (the loop). DPPO (notebook 07) and DD-PPO (notebook 08) run the same
+``ppo_update`` on each worker; only its ``step`` differs.
 
 Two options, both off by default: ``target_kl`` ends an update's epochs early once the policy has
 moved too far, and ``kl_penalty`` replaces the clip by the adaptive KL penalty of Schulman et al.
@@ -13,7 +14,9 @@ penalty like it for their DPPO (rlteach's DPPO implements only the clip).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch.distributions import kl_divergence
@@ -21,16 +24,22 @@ from torch.distributions import kl_divergence
 from rlteach import advantages, losses
 from rlteach.algos.common import (
     Interruptible,
+    LossWeights,
+    Minibatch,
+    Step,
     TrainResult,
     annealed,
     build_agent,
     combined_loss,
-    gradient_step,
+    local_step,
     one_thread,
     set_learning_rate,
 )
 from rlteach.config import make_config, setting
-from rlteach.history import History
+from rlteach.envs import EnvFn
+from rlteach.history import Callback, History
+from rlteach.nets import ActorCritic
+from rlteach.rollout import Batch
 
 ADAM_EPS = 1e-5  # Adam's ε in PPO implementations (torch's default is 1e-8); DPPO's server uses it
 
@@ -40,14 +49,16 @@ class PPOConfig:
     """PPO settings. Defaults solve CartPole-v1 in well under 100k env steps."""
 
     env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
-    total_steps: int = setting(100_000, low=1, help="env steps (valid transitions) to train for")
+    total_steps: int = setting(
+        100_000,
+        low=1,
+        help="env steps (valid transitions) to train for, summed over all environments",
+    )
     num_envs: int = setting(8, low=1, high=256, help="parallel environments N")
-    rollout_steps: int = setting(64, low=1, high=8192, help="steps T per env per update")
+    rollout_steps: int = setting(64, low=1, high=8192, help="steps T per env per batch")
     epochs: int = setting(10, low=1, high=100, help="passes over each batch")
     minibatches: int = setting(4, low=1, high=512, help="minibatches per epoch")
-    lr: float = setting(
-        1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="Adam step size"
-    )
+    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size α")
     anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
     gamma: float = setting(0.98, low=0.0, high=1.0, help="discount γ")
     gae_lambda: float = setting(
@@ -91,7 +102,29 @@ class PPOConfig:
     seed: int = setting(0, low=0, help="one integer seeds everything")
 
 
-def gae_data(batch, cfg) -> dict:
+class PPOSettings(LossWeights, Protocol):
+    """What the PPO update reads of a config: :class:`PPOConfig` has it, and so does DPPO's
+    config (:class:`rlteach.distributed.configs.DPPOConfig`), whose workers run the same update."""
+
+    @property
+    def gamma(self) -> float: ...
+    @property
+    def gae_lambda(self) -> float: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def minibatches(self) -> int: ...
+    @property
+    def clip_eps(self) -> float: ...
+    @property
+    def max_grad_norm(self) -> float: ...
+    @property
+    def normalize_advantages(self) -> bool: ...
+    @property
+    def clip_value_loss(self) -> bool: ...
+
+
+def gae_data(batch: Batch, cfg: PPOSettings) -> Minibatch:
     """GAE(λ) advantages ``adv`` and returns ``ret`` of a ``[T, N]`` batch (notebook 03, with
     ``cfg.gamma`` and ``cfg.gae_lambda``), flattened with the batch over its valid steps."""
     adv, ret = advantages.gae(
@@ -107,8 +140,12 @@ def gae_data(batch, cfg) -> dict:
 
 
 def ppo_loss(
-    policy, mb: dict, cfg: PPOConfig, kl_coef: float | None = None, old_policy=None
-) -> tuple[torch.Tensor, dict]:
+    policy: ActorCritic,
+    mb: Minibatch,
+    cfg: PPOSettings,
+    kl_coef: float | None = None,
+    old_policy: ActorCritic | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss to minimise on one minibatch, and its values.
 
     ``−L^CLIP + c_v · L^V − c_e · H[π]`` with ``L^CLIP = E[min(r Â, clip(r, 1−ε, 1+ε) Â)]``,
@@ -123,6 +160,8 @@ def ppo_loss(
     if kl_coef is None:
         policy_objective = losses.ppo_clip_objective(logp, mb["logp"], adv, cfg.clip_eps)
     else:
+        if old_policy is None:
+            raise ValueError("ppo_loss with kl_coef needs old_policy, the frozen copy of π_old")
         kl = state_kl(old_policy, policy, mb["obs"])
         policy_objective = losses.kl_penalty_objective(logp, mb["logp"], adv, kl, kl_coef)
     old_values = mb["values"] if cfg.clip_value_loss else None
@@ -132,7 +171,7 @@ def ppo_loss(
     return combined_loss(policy_objective, value_loss, entropy, cfg)
 
 
-def state_kl(old_policy, policy, obs: torch.Tensor) -> torch.Tensor:
+def state_kl(old_policy: ActorCritic, policy: ActorCritic, obs: torch.Tensor) -> torch.Tensor:
     """Exact ``KL[π_old(·|s), π_θ(·|s)]`` of each state of ``obs [M, obs_dim]``, shape ``[M]``
     (``torch.distributions.kl_divergence``: categorical or diagonal Gaussian). The gradient flows
     through ``policy`` (π_θ) only; ``old_policy`` is the frozen copy taken before the update."""
@@ -141,63 +180,86 @@ def state_kl(old_policy, policy, obs: torch.Tensor) -> torch.Tensor:
     return kl_divergence(old, policy.dist(obs))
 
 
-def minibatch_indices(size: int, cfg: PPOConfig, generator: torch.Generator):
+def minibatch_indices(
+    size: int, cfg: PPOSettings, generator: torch.Generator, exact: bool = False
+) -> Iterator[torch.Tensor]:
     """``cfg.epochs`` shuffles of ``range(size)``, each cut into ``cfg.minibatches`` index tensors;
-    an epoch's permutation is drawn when its first minibatch is asked for."""
+    an epoch's permutation is drawn when its first minibatch is asked for. ``torch.chunk`` cuts
+    them (it can give fewer pieces when ``size`` is small); ``exact=True`` cuts with
+    ``tensor_split``, always ``cfg.minibatches`` pieces (DD-PPO: every rank must take the same
+    number of steps, whatever its ``size``)."""
     for _ in range(cfg.epochs):
-        yield from torch.randperm(size, generator=generator).chunk(cfg.minibatches)
+        order = torch.randperm(size, generator=generator)
+        yield from order.tensor_split(cfg.minibatches) if exact else order.chunk(cfg.minibatches)
+
+
+def shuffled_minibatches(
+    data: Minibatch, cfg: PPOSettings, generator: torch.Generator, exact: bool = False
+) -> Iterator[Minibatch]:
+    """The minibatches of ``data`` (flat ``[M, ...]`` tensors) that :func:`minibatch_indices`
+    cuts, one at a time."""
+    for idx in minibatch_indices(len(data["obs"]), cfg, generator, exact):
+        yield {k: v[idx] for k, v in data.items()}
 
 
 @torch.no_grad()
-def batch_log_probs(policy, data: dict) -> torch.Tensor:
+def batch_log_probs(policy: ActorCritic, data: Minibatch) -> torch.Tensor:
     """``log π_θ(a|s)`` of every sample of ``data`` under the current parameters, ``[M]``."""
     logp, _, _ = policy.evaluate_actions(data["obs"], data["actions"])
     return logp
 
 
-def batch_kl(policy, data: dict) -> float:
+def batch_kl(policy: ActorCritic, data: Minibatch) -> float:
     """Approx ``KL(π_old ‖ π_θ)`` (eq. 4.4) on all of ``data`` under the current parameters."""
     return losses.approx_kl(batch_log_probs(policy, data), data["logp"])
 
 
 def ppo_update(
-    policy,
-    optimizer,
-    data: dict,
-    cfg: PPOConfig,
-    generator: torch.Generator,
+    policy: ActorCritic,
+    data: Minibatch,
+    cfg: PPOSettings,
+    minibatches: Iterable[Minibatch],
+    step: Step,
     kl_coef: float | None = None,
     target_kl: float = 0.0,
-) -> dict:
-    """``cfg.epochs`` passes over ``data`` (flat ``[M, ...]`` tensors) in ``cfg.minibatches`` shuffled
-    minibatches, one gradient step each, on :func:`ppo_loss` (with the KL penalty β = ``kl_coef``
-    when given, against a frozen copy of the policy taken before the first step).
+    measure: bool = True,
+) -> dict[str, float]:
+    """One PPO update on ``data`` (flat ``[M, ...]`` tensors): for each of the ``minibatches``
+    (e.g. :func:`shuffled_minibatches`: ``cfg.epochs`` passes in ``cfg.minibatches`` pieces), the
+    loss :func:`ppo_loss` and one ``step(loss, minibatch)``. The step is what differs between PPO
+    (:func:`~rlteach.algos.common.local_step`: its own Adam), DPPO (push to the parameter server,
+    pull θ) and DD-PPO (all-reduce, then Adam). With a penalty weight ``kl_coef`` = β the loss is
+    ``L^KLPEN`` against a frozen copy of the policy taken before the first step.
 
     Early stopping: with ``target_kl > 0``, after every minibatch step the approx KL of the whole
     batch (``losses.approx_kl``, eq. 4.4) is measured under the new parameters; the first time it
     exceeds ``target_kl`` the update ends there (no further minibatch, no further epoch). The step
     that crossed the threshold is kept, so the KL of such an update is just above ``target_kl``.
 
-    Returns the loss values averaged over the steps taken; ``minibatch_steps``, the number taken;
-    and, for the whole update, how far it moved the policy, measured on ``data`` after the last
-    step: ``approx_kl``, ``clip_fraction`` and ``max_ratio_dev`` = max ``|r − 1|``; with the
-    penalty also ``kl``, the exact mean of :func:`state_kl` over the batch's states (the paper's d).
+    Returns the loss values (and what the steps logged) averaged over the steps taken. With
+    ``measure`` (PPO's dashboards show these; DPPO's and DD-PPO's workers skip the extra pass over
+    the batch) also ``minibatch_steps``, the number taken, and how far the update moved the
+    policy, measured on ``data`` after the last step: ``approx_kl``, ``clip_fraction`` and
+    ``max_ratio_dev`` = max ``|r − 1|``; with the penalty also ``kl``, the exact mean of
+    :func:`state_kl` over the batch's states (the paper's d).
     """
     old_policy = copy.deepcopy(policy) if kl_coef is not None else None
     totals: dict[str, float] = {}
     steps = 0
-    for idx in minibatch_indices(len(data["obs"]), cfg, generator):
-        mb = {k: v[idx] for k, v in data.items()}
+    for mb in minibatches:
         loss, stats = ppo_loss(policy, mb, cfg, kl_coef, old_policy)
-        stats["grad_norm"] = gradient_step(optimizer, loss, cfg.max_grad_norm)
+        stats.update(step(loss, mb))
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + value
         steps += 1
         if target_kl > 0 and batch_kl(policy, data) > target_kl:
             break
+    means = {key: value / steps for key, value in totals.items()}
+    if not measure:
+        return means
     logp = batch_log_probs(policy, data)
     stats = {
-        **{key: value / steps for key, value in totals.items()},
+        **means,
         "minibatch_steps": steps,
         "approx_kl": losses.approx_kl(logp, data["logp"]),
         "clip_fraction": losses.clip_fraction(logp, data["logp"], cfg.clip_eps),
@@ -222,7 +284,10 @@ def adapted_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
 
 
 def train_ppo(
-    config: PPOConfig | None = None, callback=None, env_fn=None, **overrides
+    config: PPOConfig | None = None,
+    callback: Callback | None = None,
+    env_fn: EnvFn | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Train PPO; returns a :class:`TrainResult` (``.policy``, ``.history``).
 
@@ -248,9 +313,9 @@ def train_ppo(
             # 2. Advantages Â_t by GAE(λ) from the critic's values (notebook 03).
             data = gae_data(batch, cfg)
             # 3. Several epochs of minibatch ascent on L^CLIP (or L^KLPEN), descent on the value loss.
-            stats = ppo_update(
-                policy, optimizer, data, cfg, agent.generator, kl_coef, cfg.target_kl
-            )
+            minibatches = shuffled_minibatches(data, cfg, agent.generator)
+            step = local_step(optimizer, cfg.max_grad_norm)
+            stats = ppo_update(policy, data, cfg, minibatches, step, kl_coef, cfg.target_kl)
             if kl_coef is not None:  # 4. (penalty variant) adapt β to the KL this update reached
                 stats["kl_coef"] = kl_coef
                 kl_coef = adapted_kl_coef(kl_coef, stats["kl"], cfg.kl_penalty)

@@ -29,12 +29,14 @@ gradient-norm clip, so the size of the actor's step does not depend on the criti
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
 from rlteach import advantages, losses
 from rlteach.algos.common import (
     Interruptible,
+    Minibatch,
     TrainResult,
     annealed,
     build_agent,
@@ -43,8 +45,9 @@ from rlteach.algos.common import (
     set_learning_rate,
 )
 from rlteach.config import make_config, setting
-from rlteach.envs import make_vector_env
-from rlteach.history import History
+from rlteach.envs import EnvFn, make_vector_env
+from rlteach.history import Callback, History
+from rlteach.nets import ActorCritic
 from rlteach.rollout import Batch, Collector
 
 BASELINES = ("none", "monte-carlo", "bootstrap")
@@ -55,7 +58,11 @@ class ReinforceConfig:
     """REINFORCE settings."""
 
     env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
-    total_steps: int = setting(200_000, low=1, help="env steps (valid transitions) to train for")
+    total_steps: int = setting(
+        200_000,
+        low=1,
+        help="env steps (valid transitions) to train for, summed over all environments",
+    )
     num_envs: int = setting(8, low=1, high=256, help="parallel environments N")
     rollout_steps: int = setting(
         256, low=1, high=8192, help="steps T per env per update, then on to each episode's end"
@@ -67,9 +74,7 @@ class ReinforceConfig:
         "bootstrap: r_t + γV_w(s_t+1) − V_w(s_t) (actor-critic)",
     )
     gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
-    lr: float = setting(
-        3e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="Adam step size"
-    )
+    lr: float = setting(3e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size α")
     anneal_lr: bool = setting(False, help="decay the step size linearly to 0")
     vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
     critic_steps: int = setting(
@@ -126,7 +131,9 @@ def _concatenated(parts: list[Batch], env_steps: int) -> Batch:
     return Batch(**tensors, episode_returns=returns, episode_lengths=lengths, env_steps=env_steps)
 
 
-def reinforce_weights(batch, baseline: str, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def reinforce_weights(
+    batch: Batch, baseline: str, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The weights Ψ of eq. 2.3 and the critic's regression targets, both ``[T, N]``.
 
     ``batch`` holds ``rewards``, ``values`` (``V_w(s_t)``), ``next_values`` (``V_w(s_{t+1})``, the
@@ -176,7 +183,9 @@ def standardised(psi: torch.Tensor, cfg: ReinforceConfig) -> torch.Tensor:
     return advantages.normalize(psi) if cfg.normalize_advantages else psi
 
 
-def reinforce_loss(policy, data: dict, cfg: ReinforceConfig) -> tuple[torch.Tensor, dict]:
+def reinforce_loss(
+    policy: ActorCritic, data: Minibatch, cfg: ReinforceConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The actor's loss ``−mean[log π(a|s) Ψ̃]`` on flat samples ``data`` (``obs``, ``actions``,
     ``psi``, all ``[M]``): minus the surrogate whose gradient is ĝ of eq. 2.2."""
     logp, entropy = policy.actor.log_prob_and_entropy(data["obs"], data["actions"])
@@ -185,7 +194,9 @@ def reinforce_loss(policy, data: dict, cfg: ReinforceConfig) -> tuple[torch.Tens
     return -policy_objective, stats
 
 
-def actor_gradient(policy, batch, baseline: str, cfg: ReinforceConfig) -> torch.Tensor:
+def actor_gradient(
+    policy: ActorCritic, batch: Batch, baseline: str, cfg: ReinforceConfig
+) -> torch.Tensor:
     """One batch's update direction ĝ of eq. 2.2, ``mean_m[∇ log π(a_m|s_m) Ψ̃_m]`` with the weights
     Ψ of ``baseline``, with respect to the actor's parameters only, flattened to ``[P]``."""
     psi, _ = reinforce_weights(batch, baseline, cfg.gamma)
@@ -217,7 +228,7 @@ def cross_half_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     )
 
 
-def collect_batches(policy, cfg: ReinforceConfig, count: int) -> list[Batch]:
+def collect_batches(policy: ActorCritic, cfg: ReinforceConfig, count: int) -> list[Batch]:
     """``count`` batches of :func:`collect_complete_episodes` with ``cfg.num_envs`` envs and
     ``cfg.rollout_steps`` steps, by ``policy`` with no update in between (env and action seeds from
     ``cfg.seed``)."""
@@ -229,7 +240,9 @@ def collect_batches(policy, cfg: ReinforceConfig, count: int) -> list[Batch]:
         envs.close()
 
 
-def gradient_agreement(policy, cfg: ReinforceConfig, batches: list[Batch]) -> dict[str, dict]:
+def gradient_agreement(
+    policy: ActorCritic, cfg: ReinforceConfig, batches: list[Batch]
+) -> dict[str, dict[str, float]]:
     """What each choice of Ψ does to one update, measured on the same ``batches`` (at least 4, from
     :func:`collect_batches`) for every choice.
 
@@ -256,14 +269,17 @@ def gradient_agreement(policy, cfg: ReinforceConfig, batches: list[Batch]) -> di
     }
 
 
-def _psi_std(batches, baseline: str, gamma: float) -> float:
+def _psi_std(batches: list[Batch], baseline: str, gamma: float) -> float:
     """Standard deviation of the weights Ψ (eq. 2.3) over the valid samples of all ``batches``."""
     psi = [batch.flat(psi=reinforce_weights(batch, baseline, gamma)[0])["psi"] for batch in batches]
     return float(torch.cat(psi).std())
 
 
 def train_reinforce(
-    config: ReinforceConfig | None = None, callback=None, env_fn=None, **overrides
+    config: ReinforceConfig | None = None,
+    callback: Callback | None = None,
+    env_fn: EnvFn | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Train REINFORCE; returns a :class:`TrainResult`. Arguments as for :func:`rlteach.train_ppo`."""
     cfg = make_config(ReinforceConfig, config, **overrides)

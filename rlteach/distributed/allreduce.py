@@ -50,20 +50,23 @@ every ``eval_interval`` s); and in ``meta`` the config, ``world_size``, ``versio
     torchrun --standalone --nproc-per-node 2 -m rlteach.distributed.allreduce \\
         --total_steps 20000 --out runs/ddppo.json --save runs/ddppo.pt
 
-From a notebook, :func:`run_dppo_torchrun` runs that command, shows a live plot and returns a
-:class:`rlteach.TrainResult`. On several machines, each runs (``HOST:29400`` on one of them)::
+From a notebook, :func:`rlteach.distributed.launcher.run_dppo_torchrun` runs that command, shows a
+live plot and returns a :class:`rlteach.TrainResult`. On several machines, each runs
+(``HOST:29400`` on one of them)::
 
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \\
         --rdzv-id ID -m rlteach.distributed.allreduce --total_steps 1000000
 
 (``GLOO_SOCKET_IFNAME`` names the network interface gloo should use.) Every option is a field of
-:class:`~rlteach.distributed.dppo.DPPOConfig` (``--total_steps`` or ``--total-steps``), plus
-``--preempt_fraction``, ``--timeout`` (seconds a collective waits for the other ranks, default 60)
-and ``--env_fn module:callable`` (an importable environment constructor instead of ``env_id``).
+:class:`~rlteach.distributed.configs.DPPOConfig` (``--total_steps`` or ``--total-steps``) or of
+:class:`~rlteach.distributed.configs.LaunchOptions`: ``--preempt_fraction``, ``--timeout``
+(seconds a collective waits for the other ranks, default 60) and ``--env_fn module:callable`` (an
+importable environment constructor instead of ``env_id``).
 
 **When a rank fails.** Its traceback goes to the error file torchrun gives it (the entry point is
 decorated with ``@record``); torchrun sees the exit, stops the other ranks and exits non-zero, and
-:func:`run_dppo_torchrun` raises :class:`~rlteach.distributed.WorkerError` naming that rank.
+:func:`~rlteach.distributed.launcher.run_dppo_torchrun` raises
+:class:`~rlteach.distributed.WorkerError` naming that rank.
 Without torchrun (ranks started by hand with ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
 ``MASTER_PORT``) nobody stops the survivors: their next collective fails — at once when the
 failed rank's process is gone, after ``--timeout`` seconds when it hangs — and raises
@@ -76,18 +79,14 @@ import argparse
 import contextlib
 import hashlib
 import importlib
-import json
 import math
 import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,36 +94,34 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from rlteach import checkpoint
-from rlteach.__main__ import ProgressBar, build_parser
 from rlteach.algos.common import (
+    Minibatch,
     TrainResult,
     annealed,
     build_agent,
+    clipped_flat_gradient,
     one_thread,
     set_learning_rate,
 )
-from rlteach.algos.ppo import gae_data, ppo_loss
-from rlteach.config import make_config
-from rlteach.distributed.dppo import DPPOConfig, slow_down
+from rlteach.algos.ppo import ADAM_EPS, gae_data, ppo_update, shuffled_minibatches
+from rlteach.config import add_options, make_config, overrides_from
+from rlteach.distributed.configs import DPPOConfig, LaunchOptions
 from rlteach.distributed.driver import (
     RunRecorder,
+    slow_down,
     steps_per_worker,
     worker_agent,
     worker_env_factories,
 )
-from rlteach.distributed.runtime import WorkerError
-from rlteach.history import History
-from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
+from rlteach.envs import EnvFn
+from rlteach.history import Callback, History
+from rlteach.nets import ActorCritic, flat_parameters, set_flat_parameters
+from rlteach.progress import ProgressBar
 from rlteach.rollout import Batch, Collector
 
-COLLECTIVE_TIMEOUT = 60.0  # default seconds a collective waits for the other ranks
 MIN_ROLLOUT = 0.25  # DD-PPO: a straggler collects at least this share of T before it may stop
 CHECK_EVERY = 4  # vector steps between a possible straggler's looks at the store
 PUBLISH_EVERY = 1.0  # seconds between rank 0's writes of the history and checkpoint files
-POLL = 0.2  # seconds between the launcher's looks at torchrun and the history file
-STOP_GRACE = 10.0  # seconds torchrun gets to stop its ranks after SIGTERM, before SIGKILL
-RANK_SHUTDOWN = 5  # seconds torchrun gives a rank after SIGTERM before it SIGKILLs it
-LOOPBACK = "lo0" if sys.platform == "darwin" else "lo"
 
 
 # --- the process group ------------------------------------------------------------------------
@@ -161,7 +158,7 @@ class Ranks:
         with self._collective("broadcast"):
             dist.broadcast(tensor, src=0)
 
-    def gather(self, obj) -> list:
+    def gather(self, obj: object) -> list:
         """Every rank's picklable ``obj``, in rank order, on every rank."""
         out = [None] * self.world
         with self._collective("all_gather_object"):
@@ -174,7 +171,7 @@ class Ranks:
             return self.store.add(key, add)
 
     @contextlib.contextmanager
-    def _collective(self, name: str):
+    def _collective(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
@@ -206,7 +203,11 @@ def join_process_group(timeout: float, seed: int) -> Ranks:
 
 
 def averaged_step(
-    policy: torch.nn.Module, optimizer: torch.optim.Optimizer, loss, max_grad_norm: float, ranks
+    policy: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    max_grad_norm: float,
+    ranks: Ranks,
 ) -> float:
     """One DD-PPO step on this rank; returns the seconds spent in the all-reduce.
 
@@ -218,9 +219,7 @@ def averaged_step(
     """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    limit = max_grad_norm if max_grad_norm > 0 else math.inf
-    torch.nn.utils.clip_grad_norm_(policy.parameters(), limit)
-    flat = torch.from_numpy(flat_gradient(policy))
+    flat = torch.from_numpy(clipped_flat_gradient(policy, max_grad_norm))
     start = time.perf_counter()
     ranks.sum_(flat)
     seconds = time.perf_counter() - start
@@ -238,26 +237,45 @@ def load_gradient(model: torch.nn.Module, flat: torch.Tensor) -> None:
         p.grad = g.view_as(p)
 
 
+class AllReduceStep:
+    """DD-PPO's :data:`~rlteach.algos.common.Step`: :func:`averaged_step` on each minibatch's
+    loss; keeps the seconds of every all-reduce in ``seconds``."""
+
+    def __init__(
+        self,
+        policy: ActorCritic,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float,
+        ranks: Ranks,
+    ):
+        self.policy, self.optimizer, self.ranks = policy, optimizer, ranks
+        self.max_grad_norm = max_grad_norm
+        self.seconds: list[float] = []
+
+    def __call__(self, loss: torch.Tensor, minibatch: Minibatch) -> dict[str, float]:
+        seconds = averaged_step(self.policy, self.optimizer, loss, self.max_grad_norm, self.ranks)
+        self.seconds.append(seconds)
+        return {}
+
+
 def averaged_updates(
-    policy, optimizer, data: dict, cfg: DPPOConfig, shuffle: torch.Generator, ranks: Ranks
-) -> tuple[dict, float, float]:
-    """``cfg.epochs`` passes over this rank's ``data`` (flat ``[M, ...]`` tensors), each in exactly
-    ``cfg.minibatches`` shuffled minibatches (``tensor_split``: ``chunk`` can give fewer, and every
-    rank must make the same ``E · K`` all-reduces whatever its ``M``), one :func:`averaged_step`
-    each. Returns the mean loss values, the seconds of the first all-reduce (``wait``: the ranks
-    that finished collecting first wait there for the last) and of the others (``communication``).
-    """
-    totals: dict[str, float] = {}
-    seconds: list[float] = []
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(data["obs"]), generator=shuffle)
-        for idx in order.tensor_split(cfg.minibatches):
-            loss, stats = ppo_loss(policy, {k: v[idx] for k, v in data.items()}, cfg)
-            seconds.append(averaged_step(policy, optimizer, loss, cfg.max_grad_norm, ranks))
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-    means = {key: value / len(seconds) for key, value in totals.items()}
-    return means, seconds[0], sum(seconds[1:])
+    policy: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    data: Minibatch,
+    cfg: DPPOConfig,
+    shuffle: torch.Generator,
+    ranks: Ranks,
+) -> tuple[dict[str, float], float, float]:
+    """Single-process PPO's :func:`~rlteach.algos.ppo.ppo_update` on this rank's ``data`` (flat
+    ``[M, ...]`` tensors) whose step is an all-reduce (:class:`AllReduceStep`): ``cfg.epochs``
+    passes, each in exactly ``cfg.minibatches`` shuffled minibatches (``exact``: ``chunk`` can give
+    fewer, and every rank must make the same ``E · K`` all-reduces whatever its ``M``). Returns
+    the mean loss values, the seconds of the first all-reduce (``wait``: the ranks that finished
+    collecting first wait there for the last) and of the others (``communication``)."""
+    step = AllReduceStep(policy, optimizer, cfg.max_grad_norm, ranks)
+    minibatches = shuffled_minibatches(data, cfg, shuffle, exact=True)
+    stats = ppo_update(policy, data, cfg, minibatches, step, measure=False)
+    return stats, step.seconds[0], sum(step.seconds[1:])
 
 
 # --- collecting, with DD-PPO's preemption of stragglers -----------------------------------------
@@ -353,8 +371,8 @@ class Learner:
     collector: Collector
     preemption: Preemption
 
-    def __post_init__(self):
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.cfg.lr, eps=1e-5)
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.cfg.lr, eps=ADAM_EPS)
         self.shuffle = torch.Generator().manual_seed(self.ranks.seed)
 
     def train_on_batch(self, batch: int, batches: int) -> dict:
@@ -385,7 +403,9 @@ class Learner:
         )
 
 
-def rank_agent(cfg: DPPOConfig, ranks: Ranks, env_fn) -> tuple[ActorCritic, Collector, ActorCritic]:
+def rank_agent(
+    cfg: DPPOConfig, ranks: Ranks, env_fn: EnvFn | None
+) -> tuple[ActorCritic, Collector, ActorCritic]:
     """This rank's environments (with ``env_delay``/``env_variation`` as DPPO's workers get them),
     a collector seeded with ``ranks.seed``, and its policy set to θ0 — built on every rank the way
     ``build_agent`` builds it from ``cfg.seed``, then broadcast from rank 0 so that all ranks
@@ -421,7 +441,14 @@ class RankZeroLog:
     calls ``callback``), and the history (``out``) and checkpoint (``save_to``) files are
     rewritten at most every ``PUBLISH_EVERY`` seconds, so a parent process can follow the run."""
 
-    def __init__(self, result: TrainResult, eval_policy: ActorCritic, out, save_to, callback):
+    def __init__(
+        self,
+        result: TrainResult,
+        eval_policy: ActorCritic,
+        out: str | os.PathLike[str] | None,
+        save_to: str | os.PathLike[str] | None,
+        callback: Callback | None,
+    ):
         self.result, self.history_file, self.checkpoint_file = result, out, save_to
         self.theta = OwnParameters(result.policy)
         self.recorder = RunRecorder(result.config, result.history, eval_policy, callback)
@@ -450,9 +477,9 @@ def dppo_allreduce(
     ranks: Ranks,
     preempt_fraction: float = 0.0,
     env_fn: str | None = None,
-    out=None,
-    save_to=None,
-    callback=None,
+    out: str | os.PathLike[str] | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    callback: Callback | None = None,
     started: float | None = None,
 ) -> TrainResult | None:
     """DD-PPO on this rank of the process group; the result on rank 0, None on the others.
@@ -501,12 +528,12 @@ def dppo_allreduce(
     return log.result
 
 
-def import_env_fn(name: str | None):
+def import_env_fn(name: str | None) -> EnvFn | None:
     """The callable that ``"package.module:attribute"`` names, or None."""
     if name is None:
         return None
     module, _, attribute = name.partition(":")
-    target = importlib.import_module(module)
+    target: Any = importlib.import_module(module)
     for part in attribute.split("."):
         target = getattr(target, part)
     return target
@@ -515,31 +542,18 @@ def import_env_fn(name: str | None):
 # --- command line: every rank's entry point -------------------------------------------------------
 
 
-def check_launch(cfg: DPPOConfig, preempt_fraction, timeout, env_fn) -> None:
-    """Raise ``ValueError`` unless the DD-PPO options are valid and ``cfg`` suits DD-PPO."""
-    if isinstance(preempt_fraction, bool) or not isinstance(preempt_fraction, (int, float)):
-        raise ValueError(f"preempt_fraction = {preempt_fraction!r} is invalid: must be a number")
-    if not 0 <= preempt_fraction <= 1:
-        raise ValueError(
-            f"preempt_fraction = {preempt_fraction!r} is invalid: must be in [0, 1] "
-            "(0: off; DD-PPO used 0.6)"
-        )
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout = {timeout!r} is invalid: must be a number of seconds > 0")
-    if env_fn is not None and not (
-        isinstance(env_fn, str) and re.fullmatch(r"[\w.]+:[\w.]+", env_fn)
-    ):
-        raise ValueError(
-            f"env_fn = {env_fn!r} is invalid: must be an importable 'module:callable' name "
-            "(every rank is a fresh interpreter that imports it)"
-        )
+def check_launch(cfg: DPPOConfig, launch: LaunchOptions) -> None:
+    """Raise ``ValueError`` unless ``cfg`` suits DD-PPO launched with ``launch`` (both validated
+    already, by :func:`rlteach.config.make_config`)."""
     if (cfg.mode, cfg.average, cfg.drop_stragglers) != ("sync", "gradients", 0):
         raise ValueError(
             f"DD-PPO averages every minibatch gradient synchronously: mode must be 'sync', "
             f"average 'gradients' and drop_stragglers 0, got {cfg.mode!r}, {cfg.average!r} and "
             f"{cfg.drop_stragglers} (for stragglers use preempt_fraction)"
         )
-    shortest = math.ceil(MIN_ROLLOUT * cfg.rollout_steps) if preempt_fraction else cfg.rollout_steps
+    shortest = cfg.rollout_steps
+    if launch.preempt_fraction:
+        shortest = math.ceil(MIN_ROLLOUT * cfg.rollout_steps)
     if shortest * cfg.envs_per_worker < 2 * cfg.minibatches:
         raise ValueError(
             f"DPPOConfig.minibatches = {cfg.minibatches} is invalid: a rank's shortest batch has "
@@ -548,52 +562,32 @@ def check_launch(cfg: DPPOConfig, preempt_fraction, timeout, env_fn) -> None:
         )
 
 
-def launch_parser() -> argparse.ArgumentParser:
-    """The options DD-PPO adds to DPPOConfig's fields."""
+def rank_parser() -> argparse.ArgumentParser:
+    """Every rank's options: each field of :class:`DPPOConfig` and of :class:`LaunchOptions`
+    (:func:`rlteach.config.add_options`, as ``python -m rlteach dppo`` takes them), and the files
+    rank 0 writes."""
     parser = argparse.ArgumentParser(
-        prog="rlteach.distributed.allreduce",
+        prog="torchrun ... -m rlteach.distributed.allreduce",
         description=__doc__.split("\n\n")[0],
-        add_help=False,
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "--preempt-fraction",
-        type=float,
-        default=0.0,
-        metavar="VALUE",
-        help="stop stragglers once this fraction of ranks has collected its rollout (0: off)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=COLLECTIVE_TIMEOUT,
-        metavar="SECONDS",
-        help=f"how long a collective waits for the other ranks (default: {COLLECTIVE_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--env-fn",
-        default=None,
-        metavar="MODULE:CALLABLE",
-        help="an importable environment constructor, used instead of env_id",
-    )
+    add_options(parser, DPPOConfig)
+    add_options(parser, LaunchOptions)
+    parser.add_argument("--out", default=None, help="write the history as JSON to this path")
+    parser.add_argument("--save", default=None, help="write a checkpoint to this path")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def parse_arguments(argv: list[str]) -> tuple[DPPOConfig, argparse.Namespace]:
-    """The validated config and the other options: every DPPOConfig field as ``python -m rlteach
-    dppo`` takes it (its parser is reused), ``--out``, ``--save``, ``--quiet`` and the options of
-    :func:`launch_parser`; names with ``_`` or ``-``. A bad value raises ``ValueError``."""
-    argv = [dashed(arg) for arg in argv]
-    if "-h" in argv or "--help" in argv:
-        launch_parser().print_help()
-        print("\nand every option of `python -m rlteach dppo`:\n")
-    options, rest = launch_parser().parse_known_args(argv)
-    fields_and_files = vars(build_parser().parse_args(["dppo", *rest]))
-    for name in ("algorithm", "out", "save", "quiet"):
-        setattr(options, name, fields_and_files.pop(name))
-    overrides = {k: v for k, v in fields_and_files.items() if v is not None}
-    cfg = make_config(DPPOConfig, **overrides)
-    check_launch(cfg, options.preempt_fraction, options.timeout, options.env_fn)
+    """The validated config and the other options (:func:`rank_parser`; names with ``_`` or
+    ``-``), the launch options filled in with their defaults. A bad value raises ``ValueError``."""
+    options = rank_parser().parse_args([dashed(arg) for arg in argv])
+    cfg = make_config(DPPOConfig, **overrides_from(options, DPPOConfig))
+    launch = make_config(LaunchOptions, **overrides_from(options, LaunchOptions))
+    check_launch(cfg, launch)
+    for name, value in asdict(launch).items():
+        setattr(options, name, value)
     return cfg, options
 
 
@@ -639,323 +633,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{h.meta['seconds']:.1f} s"
         )
     return 0
-
-
-# --- the launcher: torchrun as a subprocess of a notebook or test -------------------------------
-
-
-def torchrun_command(
-    cfg: DPPOConfig,
-    out,
-    save_to,
-    nproc: int | None = None,
-    preempt_fraction: float = 0.0,
-    timeout: float = COLLECTIVE_TIMEOUT,
-    env_fn: str | None = None,
-    log_dir=None,
-    quiet: bool = False,
-) -> list[str]:
-    """``python -m torch.distributed.run --standalone --nproc-per-node W [--log-dir DIR] -m
-    rlteach.distributed.allreduce [options]`` for ``cfg`` on ``nproc`` (default ``cfg.workers``)
-    ranks of this machine; the options name only the fields that differ from DPPOConfig's
-    defaults. ``shlex.join(...)`` prints it."""
-    nproc = cfg.workers if nproc is None else nproc
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", str(nproc)]
-    if log_dir is not None:
-        command += ["--log-dir", str(log_dir)]
-    command += ["-m", "rlteach.distributed.allreduce", *config_options(cfg)]
-    if preempt_fraction:
-        command += ["--preempt-fraction", str(preempt_fraction)]
-    if timeout != COLLECTIVE_TIMEOUT:
-        command += ["--timeout", str(timeout)]
-    if env_fn is not None:
-        command += ["--env-fn", env_fn]
-    command += ["--out", str(out), "--save", str(save_to)]
-    return command + ["--quiet"] if quiet else command
-
-
-def config_options(cfg: DPPOConfig) -> list[str]:
-    """``--field value`` for each field of ``cfg`` that differs from DPPOConfig's default, written
-    the way ``python -m rlteach`` parses values (``true``/``false``, ``64,64``)."""
-    default = DPPOConfig()
-    options = []
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if value == getattr(default, f.name):
-            continue
-        if isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, tuple):
-            text = ",".join(map(str, value))
-        else:
-            text = str(value)
-        options += ["--" + f.name.replace("_", "-"), text]
-    return options
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """Where one launched run keeps its files."""
-
-    folder: Path
-
-    @property
-    def history(self) -> Path:
-        return self.folder / "history.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.folder / "policy.pt"
-
-    @property
-    def logs(self) -> Path:
-        return self.folder / "torchrun-logs"
-
-    @property
-    def output(self) -> Path:
-        return self.folder / "torchrun-output.txt"
-
-
-def run_dppo_torchrun(
-    config: DPPOConfig | None = None,
-    callback=None,
-    nproc: int | None = None,
-    timeout: float | None = None,
-    workdir=None,
-    env_fn: str | None = None,
-    preempt_fraction: float = 0.0,
-    collective_timeout: float = COLLECTIVE_TIMEOUT,
-    **overrides,
-) -> TrainResult:
-    """Train DD-PPO on ``nproc`` (default ``workers``) ranks started by torchrun on this machine;
-    returns a :class:`rlteach.TrainResult` like :func:`rlteach.run_dppo`.
-
-    ``config`` and/or keyword ``overrides`` are DPPOConfig fields; ``env_fn`` is an importable
-    ``"module:callable"``; ``preempt_fraction`` and ``collective_timeout`` (seconds a collective
-    waits) are the DD-PPO options of the module docstring. Bad values raise ``ValueError`` before
-    anything starts. ``callback(history)`` runs each time rank 0 has rewritten the history file
-    (about once a second), e.g. a ``LivePlot``. ``timeout`` (seconds, None: none) bounds the whole
-    run: past it every process is stopped and ``TimeoutError`` raised. ``workdir`` keeps the
-    history, checkpoint and torchrun's logs (default: a temporary folder, removed at the end).
-
-    A failed rank raises :class:`~rlteach.distributed.WorkerError` with its traceback; a kernel
-    interrupt stops the run and returns rank 0's last checkpoint with ``interrupted=True``. No
-    process of the run is left when this returns or raises.
-
-    Network: gloo's connections stay on loopback (``GLOO_SOCKET_IFNAME``), but torchrun's own TCP
-    stores listen on all interfaces while the run lasts (torch's ``TCPStore`` binds the wildcard
-    address, pytorch/pytorch#173909); on an untrusted network, run behind a firewall.
-    """
-    cfg = make_config(DPPOConfig, config, **overrides)
-    nproc = cfg.workers if nproc is None else nproc
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"nproc = {nproc!r} is invalid: must be an integer >= 1")
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-        raise ValueError(f"timeout = {timeout!r} is invalid: must be seconds > 0 or None")
-    check_launch(cfg, preempt_fraction, collective_timeout, env_fn)
-    with run_folder(workdir) as folder:
-        files = RunFiles(folder)
-        command = torchrun_command(
-            cfg,
-            files.history,
-            files.checkpoint,
-            nproc,
-            preempt_fraction,
-            collective_timeout,
-            env_fn,
-            files.logs,
-            quiet=True,
-        )
-        return supervise(command, files, cfg, env_fn, callback, timeout)
-
-
-@contextlib.contextmanager
-def run_folder(workdir):
-    """``workdir`` (created if needed), or a temporary folder removed afterwards."""
-    if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        yield Path(workdir)
-        return
-    with tempfile.TemporaryDirectory(prefix="rlteach-ddppo-", ignore_cleanup_errors=True) as tmp:
-        yield Path(tmp)
-
-
-def supervise(command, files: RunFiles, cfg, env_fn, callback, timeout) -> TrainResult:
-    """Run torchrun in its own session, follow it, and turn how it ended into a result."""
-    start = time.monotonic()
-    with open(files.output, "wb") as output:
-        process = subprocess.Popen(
-            command,
-            env=loopback_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        follow(process, files.history, callback, None if timeout is None else start + timeout)
-    except KeyboardInterrupt:
-        stop(process)
-        return partial_result(files, cfg, env_fn)
-    finally:
-        stop(process)
-    if process.returncode != 0:
-        raise rank_failure(files, process.returncode)
-    result = load_result(files.checkpoint, interrupted=False)
-    result.history.meta["torchrun_seconds"] = time.monotonic() - start
-    if callback is not None:
-        callback(result.history)
-    return result
-
-
-def loopback_environment() -> dict[str, str]:
-    """torchrun's environment: gloo on the loopback interface, one math thread per rank, and
-    ``RANK_SHUTDOWN`` seconds for a rank to exit after SIGTERM before torchrun kills it."""
-    return {
-        **os.environ,
-        "MASTER_ADDR": "127.0.0.1",
-        "GLOO_SOCKET_IFNAME": LOOPBACK,
-        "OMP_NUM_THREADS": "1",
-        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(RANK_SHUTDOWN),
-    }
-
-
-def follow(process: subprocess.Popen, history: Path, callback, deadline: float | None) -> None:
-    """Wait for torchrun to exit; meanwhile call ``callback(history)`` whenever rank 0 has
-    rewritten the history file, and raise ``TimeoutError`` past ``deadline`` (monotonic)."""
-    stamp = None
-    while True:
-        try:
-            process.wait(POLL)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError("the DD-PPO run took longer than its timeout and was stopped")
-        if callback is not None:
-            stamp = report_newer(history, stamp, callback)
-
-
-def report_newer(path: Path, stamp: int | None, callback) -> int | None:
-    """``callback(History.load(path))`` if the file changed since ``stamp``; its new stamp."""
-    try:
-        current = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return stamp
-    if current != stamp:
-        callback(History.load(path))
-    return current
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM torchrun's process group, SIGKILL it after ``STOP_GRACE`` seconds. torchrun starts
-    each rank in a session of its own, so the signal reaches the ranks through torchrun, which
-    forwards it and waits for them (``RANK_SHUTDOWN``) before it exits."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def load_result(path: Path, interrupted: bool) -> TrainResult:
-    """Rank 0's checkpoint as a TrainResult."""
-    return replace(checkpoint.load(path), interrupted=interrupted)
-
-
-def partial_result(files: RunFiles, cfg: DPPOConfig, env_fn) -> TrainResult:
-    """What a stopped run learned: rank 0's last checkpoint (at most ``PUBLISH_EVERY`` seconds
-    old), or θ0 and an empty history when it was stopped before rank 0 wrote one."""
-    if files.checkpoint.exists():
-        return load_result(files.checkpoint, interrupted=True)
-    agent = build_agent(cfg.env_id, 1, cfg.seed, cfg.hidden, import_env_fn(env_fn))
-    agent.close()
-    meta = {"algorithm": "dppo", "backend": "torchrun", "config": asdict(cfg)}
-    return TrainResult(agent.policy, History(meta=meta), cfg, interrupted=True)
-
-
-@dataclass(frozen=True)
-class RankError:
-    """What one failed rank's ``@record`` wrote: its exception and traceback."""
-
-    rank: int
-    timestamp: int
-    message: str
-    traceback: str
-
-
-def rank_errors(log_dir: Path) -> list[RankError]:
-    """The error files of the failed ranks: torchrun gives each rank
-    ``LOG_DIR/<run id>/attempt_<n>/<local rank>/error.json`` (with ``--standalone`` the local
-    rank is the rank)."""
-    errors = []
-    for path in sorted(log_dir.glob("*/attempt_*/*/error.json")):
-        message = json.loads(path.read_text()).get("message", {})
-        if isinstance(message, str):
-            message = {"message": message}
-        extra = message.get("extraInfo", {})
-        errors.append(
-            RankError(
-                rank=int(path.parent.name),
-                timestamp=int(extra.get("timestamp", 0)),
-                message=message.get("message", ""),
-                traceback=extra.get("py_callstack", message.get("message", "")),
-            )
-        )
-    return errors
-
-
-def rank_failure(files: RunFiles, returncode: int) -> WorkerError:
-    """The error to raise for a run that failed, naming the rank that failed first on its own.
-
-    In order of preference: the earliest error file of a rank whose exception is not a
-    :class:`PeerFailure` (torchrun's own "root cause" compares timestamps of whole seconds and
-    names the lowest rank of a tie, often a rank that only saw its peer vanish); a rank that died
-    without a traceback (killed by a signal, say), from torchrun's failure summary, with the tail
-    of the output; the earliest :class:`PeerFailure` (a rank that hung until a collective timed
-    out is stopped by torchrun and leaves none of its own); or, without any of these, the output.
-    """
-    errors = rank_errors(files.logs)
-    own = [e for e in errors if not e.message.startswith(f"{PeerFailure.__name__}:")]
-    output = files.output.read_text(errors="replace")
-    tail = "\n".join(output.splitlines()[-40:])
-    silent = died_without_traceback(output)
-    if own:
-        return earliest_error(own)
-    if silent:
-        rank = silent[0]
-        return WorkerError(rank, f"(torchrun rank {rank}) died without a traceback", tail)
-    if errors:
-        return earliest_error(errors)
-    return WorkerError("torchrun", f"exited with code {returncode}", tail)
-
-
-def earliest_error(errors: list[RankError]) -> WorkerError:
-    cause = min(errors, key=lambda e: (e.timestamp, e.rank))
-    return WorkerError(cause.rank, f"(torchrun rank {cause.rank}) failed", cause.traceback)
-
-
-SUMMARY_ENTRY = re.compile(
-    r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+).*?error_file\s*:\s*(\S+)", re.DOTALL
-)
-
-
-def died_without_traceback(output: str) -> list[int]:
-    """The ranks torchrun's failure summary lists with no error file and an exit that torchrun
-    did not cause itself (it stops the other ranks with SIGTERM)."""
-    return sorted(
-        {
-            int(rank)
-            for rank, code, error_file in SUMMARY_ENTRY.findall(output)
-            if error_file == "<N/A>" and int(code) != -signal.SIGTERM
-        }
-    )
 
 
 if __name__ == "__main__":

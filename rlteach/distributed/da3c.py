@@ -26,15 +26,23 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS, a2c_loss, estimate_advantages
-from rlteach.algos.common import annealed, gradient_step, set_learning_rate
+from rlteach.algos.a2c import a2c_loss, estimate_advantages
+from rlteach.algos.common import (
+    Minibatch,
+    TrainResult,
+    annealed,
+    clipped_flat_gradient,
+    gradient_step,
+    set_learning_rate,
+)
 from rlteach.algos.ppo import batch_log_probs, state_kl
-from rlteach.config import make_config, setting
+from rlteach.config import make_config
+from rlteach.distributed.configs import DA3CConfig
 from rlteach.distributed.driver import (
     BACKENDS as PARAMETER_SERVER_BACKENDS,
 )
@@ -45,71 +53,13 @@ from rlteach.distributed.driver import (
     worker_agent,
     worker_optimizer,
 )
-from rlteach.distributed.runtime import MODES, ServerConfig
-from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
+from rlteach.distributed.server import ServerConfig
+from rlteach.distributed.worker import WorkerContext
+from rlteach.envs import EnvFn
+from rlteach.history import Callback
+from rlteach.nets import ActorCritic, flat_parameters, set_flat_parameters
 
 BACKENDS = PARAMETER_SERVER_BACKENDS  # where DA3C can run: local processes or Ray actors
-
-
-@dataclass(frozen=True)
-class DA3CConfig:
-    """DA3C settings. Defaults solve CartPole-v1 with 2 workers within 500k env steps."""
-
-    env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
-    workers: int = setting(2, low=1, high=64, help="worker processes W")
-    total_steps: int = setting(500_000, low=1, help="env steps over all workers")
-    envs_per_worker: int = setting(4, low=1, high=256, help="environments each worker steps")
-    rollout_steps: int = setting(8, low=1, high=4096, help="steps T per env per push")
-    mode: str = setting("async", choices=MODES, help="server: apply each push, or wait for a round")
-    average: str = setting(
-        "gradients",
-        choices=("gradients", "parameters"),
-        help="what workers push: gradients or parameters (seed §3.1 steps 4–6)",
-    )
-    advantage: str = setting(
-        "td",
-        choices=ADVANTAGE_ESTIMATORS,
-        help="td: r + γV(s') − V(s), the seed's step 3; nstep; gae",
-    )
-    nstep: int = setting(5, low=1, help="n of the n-step return (advantage='nstep')")
-    gae_lambda: float = setting(0.95, low=0.0, high=1.0, help="GAE λ (advantage='gae')")
-    gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
-    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size")
-    anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
-    vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
-    ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
-    max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
-    normalize_advantages: bool = setting(False, help="standardise advantages per batch")
-    bootstrap_truncated: bool = setting(True, help="bootstrap at time-limit cuts (notebook 03)")
-    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of delay per env step")
-    env_delay_kind: str = setting(
-        "sleep", choices=("sleep", "busy"), help="sleep: a waiting simulator; busy: a computing one"
-    )
-    env_variation: float = setting(
-        0.0,
-        low=0.0,
-        high=0.9,
-        high_inclusive=True,
-        help="per-worker CartPole physics spread (0: identical)",
-    )
-    eval_interval: float = setting(5.0, low=0.0, help="seconds between evaluations of θ (0: off)")
-    eval_episodes: int = setting(5, low=1, help="episodes per evaluation of the global policy")
-    staleness: int = setting(
-        0,
-        low=0,
-        high=256,
-        help="injected staleness k: act and differentiate with the θ pulled k pulls ago (0: off)",
-    )
-    staleness_correction: str = setting(
-        "none",
-        choices=("none", "importance"),
-        help="importance: gradient at the newest θ on the stale data, weighted by min(ρ̄, π_θ/μ)",
-    )
-    rho_bar: float = setting(
-        1.0, low=0.0, low_inclusive=False, help="truncation ρ̄ of the importance weight"
-    )
-    hidden: tuple = setting((64, 64), help="hidden layer widths")
-    seed: int = setting(0, low=0, help="one integer seeds everything")
 
 
 class StalePolicy:
@@ -135,7 +85,7 @@ class StalePolicy:
         ``policy`` holding ``θ_{t−k}`` (eq. 6.3 of notebook 06)."""
         return state_kl(self.fresh, policy, obs).mean().item()
 
-    def corrected(self, policy: ActorCritic, data: dict, cfg: DA3CConfig) -> dict:
+    def corrected(self, policy: ActorCritic, data: Minibatch, cfg: DA3CConfig) -> Minibatch:
         """``data`` unchanged unless ``cfg.staleness_correction == "importance"``: then load ``θ_t``
         back into ``policy`` and weight the advantages of ``data`` (flat ``[M]`` samples that
         ``μ = π_{θ_{t−k}}`` collected; ``data["logp"]`` is ``log μ(a|s)``) by
@@ -149,7 +99,7 @@ class StalePolicy:
         return {**data, "adv": rho * data["adv"]}
 
 
-def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
+def da3c_worker(ctx: WorkerContext, cfg: DA3CConfig, factories: list[EnvFn | None]) -> int:
     """One DA3C agent (seed §3.1). Returns the env steps it took."""
     policy, collector = worker_agent(ctx, cfg, factories)  # its own environment instances
     local_optimizer = worker_optimizer(cfg, policy)  # None unless it averages parameters
@@ -177,9 +127,9 @@ def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
         if cfg.average == "gradients":
             policy.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm or float("inf"))
-            vector = flat_gradient(policy)
+            vector = clipped_flat_gradient(policy, cfg.max_grad_norm)
         else:  # ... and the local update θ' = θ + α ∇θ J
+            assert local_optimizer is not None  # built when the worker averages parameters
             set_learning_rate(local_optimizer, annealed(cfg.lr, progress, cfg.anneal_lr))
             gradient_step(local_optimizer, loss, cfg.max_grad_norm)
             vector = flat_parameters(policy)
@@ -202,17 +152,6 @@ def da3c_worker(ctx, cfg: DA3CConfig, factories) -> int:
     return collector.env_steps
 
 
-def check_staleness(cfg: DA3CConfig) -> DA3CConfig:
-    """``ValueError`` unless the injected staleness fits the rest of ``cfg``: it delays gradients,
-    so it needs ``average="gradients"``."""
-    if cfg.staleness and cfg.average != "gradients":
-        raise ValueError(
-            f"DA3CConfig.staleness = {cfg.staleness} needs average='gradients' (got "
-            f"{cfg.average!r}): the injected staleness delays the gradient a worker pushes"
-        )
-    return cfg
-
-
 def server_config(cfg: DA3CConfig) -> ServerConfig:
     """The server's side of a DA3C config: Adam on the pushed gradients (one push at a time in
     async mode, a round's mean in sync mode), its step size annealed with the workers' progress
@@ -222,12 +161,12 @@ def server_config(cfg: DA3CConfig) -> ServerConfig:
 
 def run_da3c(
     config: DA3CConfig | None = None,
-    callback=None,
-    env_fn=None,
+    callback: Callback | None = None,
+    env_fn: EnvFn | None = None,
     backend: str = "local",
     address: str | None = None,
-    **overrides,
-):
+    **overrides: Any,
+) -> TrainResult:
     """Train with DA3C on ``workers`` processes and a parameter server.
 
     ``backend="local"`` runs the server and workers as processes of this machine;
@@ -240,7 +179,7 @@ def run_da3c(
     the server's statistics in ``.history.meta``. A bad value raises ``ValueError`` before any
     process starts; a kernel interrupt returns the partial result.
     """
-    cfg = check_staleness(make_config(DA3CConfig, config, **overrides))
+    cfg = make_config(DA3CConfig, config, **overrides)
     return run_on_parameter_server(
         "da3c", da3c_worker, cfg, server_config(cfg), callback, env_fn, backend, address
     )

@@ -35,21 +35,33 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, cast
 
 import multiprocess as mp
 import numpy as np
 import torch
 
 from rlteach.algos.common import (
+    Minibatch,
+    TrainResult,
     annealed,
     build_agent,
     gradient_step,
+    local_step,
     one_thread,
     set_learning_rate,
 )
-from rlteach.algos.ppo import ADAM_EPS, gae_data, minibatch_indices, ppo_loss, ppo_update
-from rlteach.config import make_config, setting
+from rlteach.algos.ppo import (
+    ADAM_EPS,
+    gae_data,
+    minibatch_indices,
+    ppo_loss,
+    ppo_update,
+    shuffled_minibatches,
+)
+from rlteach.config import make_config
+from rlteach.distributed.configs import DPPOConfig
 from rlteach.distributed.driver import (
     BACKENDS as PARAMETER_SERVER_BACKENDS,
 )
@@ -57,13 +69,17 @@ from rlteach.distributed.driver import (
     check_backend,
     pull_into,
     run_on_parameter_server,
+    slow_down,
     steps_per_worker,
     worker_agent,
     worker_env_factories,
     worker_optimizer,
 )
-from rlteach.distributed.runtime import MODES, Server, ServerConfig, SharedParams
-from rlteach.envs import make_vector_env
+from rlteach.distributed.server import Server, ServerConfig
+from rlteach.distributed.shared import SharedParams
+from rlteach.distributed.worker import PushReceipt, WorkerContext
+from rlteach.envs import EnvFn, make_vector_env
+from rlteach.history import Callback
 from rlteach.nets import (
     ActorCritic,
     alias_gradients,
@@ -76,60 +92,7 @@ from rlteach.rollout import Collector
 BACKENDS = (*PARAMETER_SERVER_BACKENDS, "torchrun")  # torchrun: DD-PPO, no server
 
 
-@dataclass(frozen=True)
-class DPPOConfig:
-    """DPPO settings. Defaults solve CartPole-v1 with 2 workers in 150k env steps."""
-
-    env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
-    workers: int = setting(2, low=1, high=64, help="worker processes W")
-    total_steps: int = setting(150_000, low=1, help="env steps over all workers")
-    envs_per_worker: int = setting(4, low=1, high=256, help="environments each worker steps")
-    rollout_steps: int = setting(64, low=1, high=8192, help="steps T per env per batch")
-    epochs: int = setting(10, low=1, high=100, help="passes over each batch")
-    minibatches: int = setting(4, low=1, high=512, help="minibatches per epoch")
-    mode: str = setting("sync", choices=MODES, help="server: wait for a round, or apply on arrival")
-    average: str = setting(
-        "gradients",
-        choices=("gradients", "parameters"),
-        help="gradients: Heess et al.'s DPPO; parameters: the seed's steps 4–6",
-    )
-    drop_stragglers: int = setting(0, low=0, help="D: a sync round takes the first W − D pushes")
-    lr: float = setting(
-        1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="Adam step size"
-    )
-    anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
-    gamma: float = setting(0.98, low=0.0, high=1.0, help="discount γ")
-    gae_lambda: float = setting(0.9, low=0.0, high=1.0, help="GAE λ")
-    clip_eps: float = setting(
-        0.2,
-        low=0.0,
-        high=1.0,
-        low_inclusive=False,
-        high_inclusive=False,
-        help="clip range ε of the ratio",
-    )
-    vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
-    ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
-    max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
-    normalize_advantages: bool = setting(True, help="standardise advantages per minibatch")
-    clip_value_loss: bool = setting(False, help="PPO2-style clipped value loss")
-    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of delay per env step")
-    env_delay_kind: str = setting(
-        "sleep", choices=("sleep", "busy"), help="sleep: a waiting simulator; busy: a computing one"
-    )
-    slow_worker_delay: float = setting(
-        0.0, low=0.0, high=1.0, help="extra seconds per env step for worker 0 (a straggler)"
-    )
-    env_variation: float = setting(
-        0.0, low=0.0, high=0.9, help="per-worker CartPole physics spread"
-    )
-    eval_interval: float = setting(5.0, low=0.0, help="seconds between evaluations of θ (0: off)")
-    eval_episodes: int = setting(5, low=1, help="episodes per evaluation of the global policy")
-    hidden: tuple = setting((64, 64), help="hidden layer widths")
-    seed: int = setting(0, low=0, help="one integer seeds everything")
-
-
-def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
+def dppo_worker(ctx: WorkerContext, cfg: DPPOConfig, factories: list[EnvFn | None]) -> int:
     """One DPPO node (seed §3.2). Returns the env steps it took."""
     policy, collector = worker_agent(ctx, cfg, factories)  # its own environment instances
     local_optimizer = worker_optimizer(cfg, policy)  # None unless it averages parameters
@@ -150,8 +113,10 @@ def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
                 ctx, policy, data, cfg, shuffle, version, progress
             )
         else:
+            assert local_optimizer is not None  # built when the worker averages parameters
             set_learning_rate(local_optimizer, annealed(cfg.lr, progress, cfg.anneal_lr))
-            stats = ppo_update(policy, local_optimizer, data, cfg, shuffle)
+            step = local_step(local_optimizer, cfg.max_grad_norm)
+            stats = ppo_update(policy, data, cfg, shuffled_minibatches(data, cfg, shuffle), step)
             receipt = ctx.push(flat_parameters(policy), version, progress=progress)
             wait = receipt.waiting
         ctx.report(
@@ -171,40 +136,66 @@ def dppo_worker(ctx, cfg: DPPOConfig, factories) -> int:
 
 
 def gradient_rounds(
-    ctx,
-    policy,
-    data: dict,
+    ctx: WorkerContext,
+    policy: ActorCritic,
+    data: Minibatch,
     cfg: DPPOConfig,
     shuffle: torch.Generator,
     version: int,
     progress: float,
-):
-    """Synchronous DPPO (Heess et al.): for every minibatch share, the gradient of ``−L^CLIP + …``
-    summed over the share is pushed with the share's size as its weight (:func:`share_gradient`)
-    and the worker's ``progress`` through its budget (for the server's step size), and the next
-    share starts from the θ the server published. The gradient is written straight into the
-    worker's push slot (``ctx.slot``, which the policy's gradients alias). Returns the mean loss
-    values, the last receipt and the seconds spent waiting for the server."""
-    totals: dict[str, float] = {}
-    steps, wait = 0, 0.0
+) -> tuple[dict[str, float], PushReceipt, float]:
+    """Synchronous DPPO (Heess et al.): single-process PPO's :func:`~rlteach.algos.ppo.ppo_update`
+    on this worker's ``data``, whose step is a round at the server (:class:`PushThenPull`). Each
+    minibatch share's gradient goes into the worker's push slot (``ctx.slot``, which the policy's
+    gradients alias) and is pushed with the share's size as its weight and the worker's
+    ``progress`` through its budget (for the server's step size); the next share starts from the θ
+    the server published. Advantages are standardised over each global minibatch
+    (:func:`global_minibatches`). Returns the mean loss values, the last receipt and the seconds
+    spent waiting for the server."""
     alias_gradients(policy, ctx.slot)
     cuts = list(minibatch_indices(len(data["obs"]), cfg, shuffle))
-    sums = None
-    if normalizes_globally(cfg):  # every round's advantage statistics, in one exchange
-        sums = ctx.sum_over_workers(advantage_sums(data["adv"], cuts)).reshape(len(cuts), 3)
-        cfg = dataclasses.replace(cfg, normalize_advantages=False)  # done below instead
-    for r, idx in enumerate(cuts):
+    shares: Iterable[Minibatch] = ({k: v[idx] for k, v in data.items()} for idx in cuts)
+    if normalizes_globally(cfg):
+        shares = global_minibatches(ctx, data, cuts)
+        cfg = dataclasses.replace(cfg, normalize_advantages=False)  # done by global_minibatches
+    step = PushThenPull(ctx, policy, version, progress)
+    stats = ppo_update(policy, data, cfg, shares, step, measure=False)
+    assert step.receipt is not None, "an update takes at least one minibatch step"
+    return stats, step.receipt, step.waiting
+
+
+class PushThenPull:
+    """DPPO's :data:`~rlteach.algos.common.Step`: the gradient of the share's loss summed over
+    its ``n`` samples (:func:`summed_gradient`, into ``ctx.slot``), pushed with weight ``n``, then
+    the θ of the closed round pulled into ``policy``. Keeps the last ``receipt`` and the total
+    seconds ``waiting`` for the server."""
+
+    def __init__(self, ctx: WorkerContext, policy: ActorCritic, version: int, progress: float):
+        self.ctx, self.policy, self.version, self.progress = ctx, policy, version, progress
+        self.receipt: PushReceipt | None = None
+        self.waiting = 0.0
+
+    def __call__(self, loss: torch.Tensor, share: Minibatch) -> dict[str, float]:
+        n = len(share["obs"])
+        gradient = summed_gradient(self.policy, loss, n, into=self.ctx.slot)
+        self.receipt = self.ctx.push(gradient, self.version, weight=n, progress=self.progress)
+        self.waiting += self.receipt.waiting
+        self.version, _ = pull_into(self.ctx, self.policy)
+        return {}
+
+
+def global_minibatches(
+    ctx: WorkerContext, data: Minibatch, cuts: list[torch.Tensor]
+) -> Iterator[Minibatch]:
+    """This worker's shares ``data[cut]`` of the rounds, their advantages standardised over each
+    round's global minibatch, the union of the W workers' shares: every round's ``(n, ΣA, ΣA²)``
+    travels in one sum over the workers before the first round (:func:`advantage_sums`,
+    :func:`normalize_with`)."""
+    sums = ctx.sum_over_workers(advantage_sums(data["adv"], cuts)).reshape(len(cuts), 3)
+    for idx, round_sums in zip(cuts, sums, strict=True):
         share = {k: v[idx] for k, v in data.items()}
-        if sums is not None:
-            share["adv"] = normalize_with(share["adv"], sums[r])
-        gradient, weight, stats = share_gradient(policy, share, cfg, into=ctx.slot)
-        receipt = ctx.push(gradient, version, weight=weight, progress=progress)
-        wait += receipt.waiting
-        version, _ = pull_into(ctx, policy)
-        for key, value in stats.items():
-            totals[key] = totals.get(key, 0.0) + value
-        steps += 1
-    return {key: value / steps for key, value in totals.items()}, receipt, wait
+        share["adv"] = normalize_with(share["adv"], round_sums)
+        yield share
 
 
 def normalizes_globally(cfg: DPPOConfig) -> bool:
@@ -223,7 +214,7 @@ def normalizes_globally(cfg: DPPOConfig) -> bool:
 def advantage_sums(adv: torch.Tensor, cuts: list) -> np.ndarray:
     """``[R, 3]`` float32: for each of the ``R`` index tensors in ``cuts`` (a worker's shares of
     the R rounds of a batch), ``(n, Σ A, Σ A²)`` of ``adv[cut]``, summed in float64. Summed over
-    the workers (:meth:`~rlteach.distributed.runtime.WorkerContext.sum_over_workers`), they give
+    the workers (:meth:`~rlteach.distributed.worker.WorkerContext.sum_over_workers`), they give
     each global minibatch's mean and standard deviation (:func:`normalize_with`)."""
     adv = adv.double()
     return np.array(
@@ -243,29 +234,31 @@ def normalize_with(adv: torch.Tensor, sums: np.ndarray, eps: float = 1e-8) -> to
 
 
 def share_gradient(
-    policy, share: dict, cfg, into: np.ndarray | None = None
-) -> tuple[np.ndarray, int, dict]:
+    policy: ActorCritic, share: Minibatch, cfg: DPPOConfig, into: np.ndarray | None = None
+) -> tuple[np.ndarray, int, dict[str, float]]:
     """``(∇ Σ_i ℓ_i [P], n, stats)`` for one worker's share of ``n`` samples (flat ``[n, ...]``
-    tensors, as for :func:`~rlteach.algos.ppo.ppo_loss`): the gradient of the share's loss
-    ``n · ppo_loss``, i.e. summed rather than averaged over its samples, and ``n``, its weight in
-    the server's mean ``Σ_w ∇ Σ_i ℓ_i / Σ_w n_w`` — the gradient of the mean loss over the union of
-    the shares. Not clipped: the server clips the mean. ``into``: the ``[P]`` vector that
-    ``policy``'s gradients alias (:func:`~rlteach.nets.alias_gradients`), which then holds the
-    gradient and is returned; otherwise the gradient is a new vector."""
-    n = len(share["obs"])
+    tensors, as for :func:`~rlteach.algos.ppo.ppo_loss`): :func:`summed_gradient` of the share's
+    :func:`~rlteach.algos.ppo.ppo_loss`, ``n`` and the loss values."""
     loss, stats = ppo_loss(policy, share, cfg)
+    n = len(share["obs"])
+    return summed_gradient(policy, loss, n, into), n, stats
+
+
+def summed_gradient(
+    policy: ActorCritic, loss: torch.Tensor, n: int, into: np.ndarray | None = None
+) -> np.ndarray:
+    """``∇ (n · loss)`` ``[P]``: the gradient of a share's loss summed rather than averaged over its
+    ``n`` samples, so that the server's mean ``Σ_w ∇ Σ_i ℓ_i / Σ_w n_w`` (pushes of weight ``n_w``)
+    is the gradient of the mean loss over the union of the shares. Not clipped: the server clips
+    the mean. ``into``: the ``[P]`` vector that ``policy``'s gradients alias
+    (:func:`~rlteach.nets.alias_gradients`), which then holds the gradient and is returned;
+    otherwise the gradient is a new vector."""
     if into is None:
         policy.zero_grad(set_to_none=True)
     else:
         into.fill(0.0)  # one pass over the slot instead of a zero_ per parameter tensor
     (loss * n).backward()
-    return (flat_gradient(policy) if into is None else into), n, stats
-
-
-def slow_down(ctx, cfg: DPPOConfig, batch) -> None:
-    """Worker 0 sleeps ``slow_worker_delay`` per env step it took: a deliberately slow node."""
-    if ctx.worker_id == 0 and cfg.slow_worker_delay > 0:
-        time.sleep(cfg.slow_worker_delay * int(batch.valid.sum()))
+    return flat_gradient(policy) if into is None else into
 
 
 def server_config(cfg: DPPOConfig) -> ServerConfig:
@@ -287,12 +280,12 @@ def server_config(cfg: DPPOConfig) -> ServerConfig:
 
 def run_dppo(
     config: DPPOConfig | None = None,
-    callback=None,
-    env_fn=None,
+    callback: Callback | None = None,
+    env_fn: EnvFn | str | None = None,
     backend: str = "local",
     address: str | None = None,
-    **overrides,
-):
+    **overrides: Any,
+) -> TrainResult:
     """Train with DPPO; returns a :class:`rlteach.TrainResult` like :func:`rlteach.run_da3c`.
 
     ``backend="local"`` and ``"ray"`` run the parameter-server DPPO above (``address`` as in
@@ -302,18 +295,15 @@ def run_dppo(
     ``"module:callable"`` name, since the ranks are fresh interpreters).
     """
     cfg = make_config(DPPOConfig, config, **overrides)
-    if cfg.drop_stragglers >= cfg.workers:
-        raise ValueError(
-            f"DPPOConfig.drop_stragglers = {cfg.drop_stragglers} is invalid with {cfg.workers} "
-            f"workers: W − D must be >= 1"
-        )
     check_backend(backend, BACKENDS)
     if backend == "torchrun":
         if address is not None:
             raise ValueError("address is for backend='ray'; torchrun takes its own rendezvous")
-        from rlteach.distributed.allreduce import run_dppo_torchrun
+        from rlteach.distributed.launcher import run_dppo_torchrun
 
-        return run_dppo_torchrun(cfg, callback=callback, env_fn=env_fn)
+        # a "module:callable" name: LaunchOptions rejects anything else
+        return run_dppo_torchrun(cfg, callback=callback, env_fn=cast("str | None", env_fn))
+    env_fn = cast("EnvFn | None", env_fn)  # names are for torchrun's ranks only
     return run_on_parameter_server(
         "dppo", dppo_worker, cfg, server_config(cfg), callback, env_fn, backend, address
     )
@@ -323,7 +313,7 @@ def run_dppo(
 # What one batch of a DPPO run computes, replayed in this process from one θ (notebook 07).
 
 
-def worker_batches(policy, cfg: DPPOConfig, seed: int) -> list[dict]:
+def worker_batches(policy: ActorCritic, cfg: DPPOConfig, seed: int) -> list[Minibatch]:
     """The batch each of the ``cfg.workers`` workers of a run with ``cfg`` and ``seed`` would
     collect from the θ of ``policy``, computed in this process: worker ``w`` steps
     ``cfg.envs_per_worker`` copies of its environment from
@@ -350,7 +340,9 @@ def initial_policy(cfg: DPPOConfig) -> ActorCritic:
     return agent.policy
 
 
-def minibatch_shares(batches: list[dict], cfg: DPPOConfig, rounds: int) -> list[list[dict]]:
+def minibatch_shares(
+    batches: list[Minibatch], cfg: DPPOConfig, rounds: int
+) -> list[list[Minibatch]]:
     """Worker ``w``'s first ``rounds`` minibatch shares of its batch ``batches[w]``, cut as
     :func:`gradient_rounds` cuts them (:func:`~rlteach.algos.ppo.minibatch_indices`, its shuffle
     seeded by ``cfg.seed + w``): ``shares[w][r]``, flat ``[n_w, ...]`` tensors."""
@@ -363,7 +355,7 @@ def minibatch_shares(batches: list[dict], cfg: DPPOConfig, rounds: int) -> list[
 
 
 def in_process_server(theta0: np.ndarray, cfg: DPPOConfig) -> Server:
-    """A :class:`~rlteach.distributed.runtime.Server` configured by :func:`server_config`, holding
+    """A :class:`~rlteach.distributed.server.Server` configured by :func:`server_config`, holding
     ``theta0`` ``[P]`` at version 0, in this process: push by writing a worker's slot
     (``server.shared.slot(w)``) and calling ``server.on_push``."""
     shared = SharedParams(theta0.size, cfg.workers, mp.get_context("spawn"))
@@ -376,7 +368,7 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
 
     From one θ0 (:func:`initial_policy`) and the workers' batches (:func:`worker_batches`), round
     ``r`` of DPPO pushes each worker's ``r``-th minibatch share (its own shuffle, seeded by
-    ``cfg.seed``) through a :class:`~rlteach.distributed.runtime.Server` configured by
+    ``cfg.seed``) through a :class:`~rlteach.distributed.server.Server` configured by
     :func:`server_config`; the PPO side takes ``rounds`` steps of ``gradient_step`` with
     ``torch.optim.Adam`` (ε = ``ADAM_EPS``) on :func:`~rlteach.algos.ppo.ppo_loss` of the union of
     the round's shares. With ``normalize_advantages`` the shares are standardised over their union
@@ -395,13 +387,14 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
     optimizer = torch.optim.Adam(big.parameters(), lr=cfg.lr, eps=ADAM_EPS)
     node_cfg = dataclasses.replace(cfg, normalize_advantages=False)
     for r in range(rounds):
-        theta, version = server.shared.read()
+        theta, version = server.theta.copy(), server.stats.version
         set_flat_parameters(node, theta)
         round_shares = [worker_shares[r] for worker_shares in shares]
         if cfg.normalize_advantages:
             whole = [torch.arange(len(s["adv"])) for s in round_shares]
-            sums = sum(
-                advantage_sums(s["adv"], [i]) for s, i in zip(round_shares, whole, strict=True)
+            sums = np.sum(
+                [advantage_sums(s["adv"], [i]) for s, i in zip(round_shares, whole, strict=True)],
+                axis=0,
             )[0]
             round_shares = [{**s, "adv": normalize_with(s["adv"], sums)} for s in round_shares]
         for w, share in enumerate(round_shares):
@@ -420,7 +413,7 @@ def large_batch_difference(cfg: DPPOConfig, rounds: int = 1) -> dict:
 
 
 def share_gradient_seconds(
-    cfg: DPPOConfig, sizes=(16, 64, 256), repeats: int = 50, warmup: int = 10
+    cfg: DPPOConfig, sizes: Sequence[int] = (16, 64, 256), repeats: int = 50, warmup: int = 10
 ) -> dict:
     """What a worker's part of one round costs: the median seconds of :func:`share_gradient` at
     θ0 (:func:`initial_policy`) for a share of each of ``sizes`` samples, in this process (with
@@ -439,7 +432,7 @@ def share_gradient_seconds(
     slot = flat_parameters(policy)
     alias_gradients(policy, slot)
     shares = {size: {k: v[:size] for k, v in data.items()} for size in sizes}
-    times = {size: [] for size in sizes}
+    times: dict[int, list[float]] = {size: [] for size in sizes}
     for turn in range(warmup + repeats):
         for size, share in shares.items():
             start = time.perf_counter()
@@ -449,7 +442,7 @@ def share_gradient_seconds(
     return {size: float(np.median(seconds)) for size, seconds in times.items()}
 
 
-def gradient_agreement(policy, cfg: DPPOConfig, draws: int = 3) -> np.ndarray:
+def gradient_agreement(policy: ActorCritic, cfg: DPPOConfig, draws: int = 3) -> np.ndarray:
     """How much the W workers' policy gradients at the θ of ``policy`` agree: for each of ``draws``
     draws (seed ``cfg.seed + d``: new physics when ``cfg.env_variation > 0``, new samples), each
     worker's gradient of ``−L^CLIP`` over its whole batch (:func:`share_gradient` on

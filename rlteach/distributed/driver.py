@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from rlteach.algos.common import TrainResult, build_agent, one_thread
 from rlteach.algos.ppo import ADAM_EPS
-from rlteach.distributed.runtime import Cluster, ServerConfig
-from rlteach.envs import env_factory, make_vector_env, physics_variations
-from rlteach.history import History, StopAtReturn
+from rlteach.distributed.configs import DA3CConfig, DPPOConfig
+from rlteach.distributed.runtime import Cluster, ClusterBase
+from rlteach.distributed.server import ServerConfig
+from rlteach.distributed.worker import WorkerContext, WorkerIdentity
+from rlteach.envs import EnvFn, env_factory, make_vector_env, physics_variations
+from rlteach.history import Callback, History, StopAtReturn
 from rlteach.nets import ActorCritic, alias_parameters, flat_parameters, set_flat_parameters
-from rlteach.rollout import Collector, evaluate
+from rlteach.rollout import Batch, Collector, evaluate
 
 
-def worker_env_factories(cfg, env_fn=None) -> list:
+def worker_env_factories(
+    cfg: DA3CConfig | DPPOConfig, env_fn: EnvFn | None = None
+) -> list[EnvFn | None]:
     """One environment constructor per worker, or ``None`` entries for the fast vectorised env.
 
     ``cfg.env_delay`` adds a per-step delay of ``cfg.env_delay_kind`` (sleep or busy loop);
@@ -34,7 +42,7 @@ def worker_env_factories(cfg, env_fn=None) -> list:
     """
     if env_fn is not None:
         return [env_fn] * cfg.workers
-    delay = dict(delay=cfg.env_delay, delay_kind=cfg.env_delay_kind)
+    delay: dict[str, Any] = dict(delay=cfg.env_delay, delay_kind=cfg.env_delay_kind)
     if cfg.env_variation > 0:
         physics = physics_variations(cfg.env_id, cfg.workers, cfg.seed, cfg.env_variation)
         return [env_factory(cfg.env_id, physics=p, **delay) for p in physics]
@@ -43,7 +51,9 @@ def worker_env_factories(cfg, env_fn=None) -> list:
     return [None] * cfg.workers
 
 
-def worker_agent(ctx, cfg, factories) -> tuple[ActorCritic, Collector]:
+def worker_agent(
+    ctx: WorkerIdentity, cfg: DA3CConfig | DPPOConfig, factories: list[EnvFn | None]
+) -> tuple[ActorCritic, Collector]:
     """Worker side: this worker's environments, a policy of the server's architecture, and a
     collector seeded with ``ctx.seed``."""
     one_thread()
@@ -56,7 +66,7 @@ def worker_agent(ctx, cfg, factories) -> tuple[ActorCritic, Collector]:
 _ALIASED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # policy → its flat θ
 
 
-def pull_into(ctx, policy) -> tuple[int, float]:
+def pull_into(ctx: WorkerContext, policy: ActorCritic) -> tuple[int, float]:
     """Load the newest global θ into ``policy``; return its version and the seconds it took.
     A policy made by :func:`worker_agent` gets θ copied straight into the flat vector its
     parameters are views of (:func:`rlteach.nets.alias_parameters`)."""
@@ -70,7 +80,15 @@ def pull_into(ctx, policy) -> tuple[int, float]:
     return version, time.perf_counter() - start
 
 
-def worker_optimizer(cfg, policy: ActorCritic) -> torch.optim.Optimizer | None:
+def slow_down(ctx: WorkerIdentity, cfg: DPPOConfig, batch: Batch) -> None:
+    """Worker 0 sleeps ``slow_worker_delay`` per env step it took: a deliberately slow node."""
+    if ctx.worker_id == 0 and cfg.slow_worker_delay > 0:
+        time.sleep(cfg.slow_worker_delay * int(batch.valid.sum()))
+
+
+def worker_optimizer(
+    cfg: DA3CConfig | DPPOConfig, policy: ActorCritic
+) -> torch.optim.Optimizer | None:
     """A worker's own Adam (ε = ``ADAM_EPS``, as single-process PPO and A2C) when it averages
     parameters and so updates θ itself; ``None`` with gradient averaging, where only the server
     steps. Not built when unused: a process's first ``torch.optim`` optimizer imports
@@ -80,9 +98,15 @@ def worker_optimizer(cfg, policy: ActorCritic) -> torch.optim.Optimizer | None:
     return torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS)
 
 
-def steps_per_worker(cfg) -> int:
+def steps_per_worker(cfg: DA3CConfig | DPPOConfig) -> int:
     """Each worker's share of ``cfg.total_steps``."""
     return -(-cfg.total_steps // cfg.workers)
+
+
+class ParameterSource(Protocol):
+    """Where the recorder reads the global θ to evaluate it: a cluster, or DD-PPO's rank 0."""
+
+    def read_params(self) -> tuple[np.ndarray, int]: ...
 
 
 class RunRecorder:
@@ -90,10 +114,16 @@ class RunRecorder:
     every ``cfg.eval_interval`` seconds (and, through :func:`run_on_parameter_server`, once more
     at the end), and calls the user's ``callback(history)``."""
 
-    def __init__(self, cfg, history: History, policy: ActorCritic, callback=None):
+    def __init__(
+        self,
+        cfg: DA3CConfig | DPPOConfig,
+        history: History,
+        policy: ActorCritic,
+        callback: Callback | None = None,
+    ):
         self.cfg, self.history, self.policy, self.callback = cfg, history, policy, callback
         self.worker_steps = np.zeros(cfg.workers, dtype=np.int64)
-        self.cluster = None  # a Cluster or RayCluster, once started
+        self.cluster: ParameterSource | None = None  # a Cluster or RayCluster, once started
         self.last_eval = time.perf_counter()
 
     @property
@@ -149,7 +179,7 @@ def check_backend(backend: str, allowed: tuple = BACKENDS) -> None:
         )
 
 
-def parameter_server_cluster(backend: str, address: str | None, **arguments):
+def parameter_server_cluster(backend: str, address: str | None, **arguments: Any) -> ClusterBase:
     """A :class:`Cluster` (``backend="local"``: processes on this machine) or a
     :class:`~rlteach.distributed.ray_backend.RayCluster` (``"ray"``), from the same arguments."""
     check_backend(backend)
@@ -164,11 +194,11 @@ def parameter_server_cluster(backend: str, address: str | None, **arguments):
 
 def run_on_parameter_server(
     algorithm: str,
-    worker_fn,
-    cfg,
+    worker_fn: Callable[..., Any],
+    cfg: DA3CConfig | DPPOConfig,
     server: ServerConfig,
-    callback=None,
-    env_fn=None,
+    callback: Callback | None = None,
+    env_fn: EnvFn | None = None,
     backend: str = "local",
     address: str | None = None,
 ) -> TrainResult:
@@ -230,15 +260,15 @@ def run_on_parameter_server(
 
 
 def worker_scaling(
-    run,
+    run: Callable[..., TrainResult],
     workers: tuple[int, ...],
-    seeds,
+    seeds: Iterable[int],
     *,
     target: float,
     delay: float,
     kind: str = "sleep",
     total_envs: int | None = None,
-    **overrides,
+    **overrides: Any,
 ) -> dict:
     """Seconds and env steps until a run first reaches ``target``, for each worker count.
 
@@ -282,7 +312,12 @@ def worker_scaling(
 
 
 def simulator_law(
-    seconds_one: float, env_steps: float, step_seconds: float, workers, cores: int, kind: str
+    seconds_one: float,
+    env_steps: float,
+    step_seconds: float,
+    workers: ArrayLike,
+    cores: int,
+    kind: str,
 ) -> np.ndarray:
     """Predicted seconds to the target with ``W`` workers, from the 1-worker run: its
     ``seconds_one``, of which ``env_steps × step_seconds`` waited on the simulator (

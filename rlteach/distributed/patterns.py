@@ -14,21 +14,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from rlteach.distributed.runtime import ServerConfig, process_context, run_cluster
-from rlteach.envs import check_delay, env_factory, make_vector_env
+from rlteach.distributed.runtime import ClusterResult, process_context, run_cluster
+from rlteach.distributed.server import ServerConfig
+from rlteach.distributed.worker import WorkerContext
+from rlteach.envs import EnvFn, check_delay, env_factory, make_vector_env
 
 # torch is imported inside the functions that use it: the numpy-only workers (least squares) then
 # start in a fraction of a second instead of importing torch in every process.
+if TYPE_CHECKING:
+    from torch import nn
 
+    from rlteach.rollout import Collector
 # ----------------------------------------------------------------------------- 1. data parallel
 
 
-def regression_mlp(inputs: int, hidden: int = 16, seed: int = 0):
+def regression_mlp(inputs: int, hidden: int = 16, seed: int = 0) -> nn.Sequential:
     """A small MLP ``[B, inputs] → [B, 1]`` with seeded initial weights (same in every process)."""
     import torch
     from torch import nn
@@ -38,7 +47,7 @@ def regression_mlp(inputs: int, hidden: int = 16, seed: int = 0):
         return nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
 
-def mse_gradient(model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def mse_gradient(model: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``∇θ (1/B) Σ_b (f_θ(x_b) − y_b)²`` as a flat vector ``[P]``."""
     import torch
 
@@ -50,7 +59,9 @@ def mse_gradient(model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return flat_gradient(model)
 
 
-def _shard_gradient_worker(ctx, X, y, shards, hidden):
+def _shard_gradient_worker(
+    ctx: WorkerContext, X: np.ndarray, y: np.ndarray, shards: list, hidden: int
+) -> np.ndarray:
     """Worker: pull θ, compute the gradient on shard ``ctx.worker_id``, push it; return it too."""
     from rlteach.nets import set_flat_parameters
 
@@ -93,7 +104,7 @@ def data_parallel_gradients(X: np.ndarray, y: np.ndarray, shards: list, hidden: 
 # ----------------------------------------------------------------------------- 2. model parallel
 
 
-def _second_half_process(conn, inputs, hidden, seed):
+def _second_half_process(conn: Any, inputs: int, hidden: int, seed: int) -> None:  # a Pipe end
     """Child process: holds layers 2 of the MLP; for each ``(h, y)`` received it returns the loss,
     ``∂loss/∂h`` and the gradient of its own parameters."""
     import torch
@@ -114,7 +125,7 @@ def _second_half_process(conn, inputs, hidden, seed):
         second.zero_grad()
         loss = ((second(h).squeeze(-1) - torch.as_tensor(y)) ** 2).mean()
         loss.backward()
-        conn.send((loss.item(), h.grad.numpy(), flat_gradient(second)))
+        conn.send((loss.item(), h.grad.numpy(), flat_gradient(second)))  # type: ignore[union-attr]
 
 
 class TwoProcessMLP:
@@ -146,7 +157,7 @@ class TwoProcessMLP:
     def __enter__(self) -> TwoProcessMLP:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def loss_and_gradients(self, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -168,10 +179,8 @@ class TwoProcessMLP:
     def close(self) -> None:
         if self._proc is None:
             return
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             self._conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
         self._proc.join(3.0)
         if self._proc.is_alive():
             self._proc.terminate()
@@ -184,7 +193,9 @@ class TwoProcessMLP:
 # ----------------------------------------------------------------------------- 3. parameter server
 
 
-def least_squares_problem(workers: int, rows: int = 32, dim: int = 5, seed: int = 0):
+def least_squares_problem(
+    workers: int, rows: int = 32, dim: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-worker data ``(A_w [rows, dim], b_w [rows])`` of the loss
     ``f_w(θ) = |A_w θ − b_w|² / (2·rows)`` with gradient ``A_wᵀ(A_w θ − b_w)/rows``."""
     rng = np.random.default_rng(seed)
@@ -193,11 +204,19 @@ def least_squares_problem(workers: int, rows: int = 32, dim: int = 5, seed: int 
     return A, b
 
 
-def _least_squares_worker(ctx, A, b, rounds, local_steps, local_lr, local_optimizer):
+def _least_squares_worker(
+    ctx: WorkerContext,
+    A: np.ndarray,
+    b: np.ndarray,
+    rounds: int,
+    local_steps: int,
+    local_lr: float,
+    local_optimizer: str,
+) -> None:
     """Worker for the averaging comparison: each round, either push ``local_steps`` gradients of
     its loss, one per server step (gradient averaging), or take ``local_steps`` local steps and
     push the new θ (parameter averaging) — the same number of optimizer steps either way."""
-    from rlteach.distributed.runtime import Optimizer
+    from rlteach.distributed.server import Optimizer
 
     A_w, b_w = A[ctx.worker_id], b[ctx.worker_id]
     local = Optimizer(local_optimizer, local_lr, A_w.shape[1])
@@ -239,7 +258,7 @@ def averaging_comparison(
     """
     A, b = least_squares_problem(workers, seed=seed)
     theta0 = np.zeros(A.shape[2], dtype=np.float32)
-    out = {}
+    out: dict[str, Any] = {}
     for average in ("gradients", "parameters"):
         cfg = ServerConfig(mode=mode, average=average, optimizer=optimizer, lr=lr)
         result = run_cluster(
@@ -258,7 +277,7 @@ def averaging_comparison(
 START_LINE_TIMEOUT = 120.0  # seconds a worker waits at the start line for the others to start
 
 
-def _start_line(ctx) -> None:
+def _start_line(ctx: WorkerContext) -> None:
     """Wait until every worker has started: each pushes a zero change (SGD leaves θ as it is),
     then waits for the server's version to count all ``W`` of them (sync mode: the round itself).
     Without it, a worker that starts first may finish before the last one has imported torch."""
@@ -271,13 +290,15 @@ def _start_line(ctx) -> None:
         time.sleep(0.001)
 
 
-def _staleness_worker(ctx, *args):
+def _staleness_worker(ctx: WorkerContext, *args: Any) -> None:
     """:func:`_least_squares_worker` from a common start line."""
     _start_line(ctx)
     _least_squares_worker(ctx, *args)
 
 
-def staleness_run(workers: int = 2, rounds: int = 50, mode: str = "async", seed: int = 0):
+def staleness_run(
+    workers: int = 2, rounds: int = 50, mode: str = "async", seed: int = 0
+) -> ClusterResult:
     """A gradient-averaging run on the least-squares problem, all workers starting together: its
     :class:`ClusterResult` carries every push's staleness (always 0 in sync mode), the ``W``
     start-line pushes (the server's first ``W``) left out."""
@@ -298,7 +319,9 @@ def staleness_run(workers: int = 2, rounds: int = 50, mode: str = "async", seed:
 # ----------------------------------------------------------------------------- 4. multi-agent
 
 
-def _sampling_worker(ctx, env_fn, steps, num_envs, hidden):
+def _sampling_worker(
+    ctx: WorkerContext, env_fn: EnvFn, steps: int, num_envs: int, hidden: tuple[int, ...]
+) -> dict[str, Any]:
     """Worker: its own env instances and a copy of the policy; wait for everyone (one sync push),
     then collect ``steps`` transitions and return them with the time they took."""
     from rlteach.nets import ActorCritic, set_flat_parameters
@@ -329,7 +352,7 @@ def sampling_throughput(
     steps_per_worker: int,
     delay: float = 0.0,
     num_envs: int = 1,
-    hidden=(64, 64),
+    hidden: tuple[int, ...] = (64, 64),
     seed: int = 0,
     delay_kind: str = "sleep",
 ) -> dict:
@@ -367,7 +390,7 @@ def sampling_throughput(
     }
 
 
-def fit_amdahl(workers, speedups) -> float:
+def fit_amdahl(workers: ArrayLike, speedups: ArrayLike) -> float:
     """Serial fraction ``s`` of Amdahl's law ``S(W) = 1 / (s + (1 − s)/W)``, least squares on
     ``1/S − 1/W = s (1 − 1/W)`` over the measured points with ``W > 1``."""
     w = np.asarray(workers, dtype=float)
@@ -379,12 +402,12 @@ def fit_amdahl(workers, speedups) -> float:
     return float(np.clip((a @ b) / (b @ b), 0.0, 1.0))
 
 
-def amdahl_speedup(s: float, workers) -> np.ndarray:
+def amdahl_speedup(s: float, workers: ArrayLike) -> np.ndarray:
     """``S(W) = 1 / (s + (1 − s)/W)``."""
     return 1.0 / (s + (1 - s) / np.asarray(workers, dtype=float))
 
 
-def fit_gustafson(workers, speedups) -> float:
+def fit_gustafson(workers: ArrayLike, speedups: ArrayLike) -> float:
     """Serial fraction ``s`` of Gustafson's scaled speed-up ``S(W) = W − s (W − 1)``, least
     squares on ``W − S = s (W − 1)`` over the measured points with ``W > 1``."""
     w = np.asarray(workers, dtype=float)
@@ -395,7 +418,7 @@ def fit_gustafson(workers, speedups) -> float:
     return float(np.clip((a @ b) / (b @ b), 0.0, 1.0))
 
 
-def gustafson_speedup(s: float, workers) -> np.ndarray:
+def gustafson_speedup(s: float, workers: ArrayLike) -> np.ndarray:
     """``S(W) = W − s (W − 1)``: ``s`` is the serial fraction of the W-worker run's time."""
     w = np.asarray(workers, dtype=float)
     return w - s * (w - 1)
@@ -427,7 +450,7 @@ class Workload:
     delay: float = 0.001
     delay_kind: str = "sleep"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.work not in WORK_KINDS:
             raise ValueError(f"work = {self.work!r} is invalid: must be one of {WORK_KINDS}")
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
@@ -500,19 +523,21 @@ class Scaling:
         fit = fit_amdahl if self.workload.work == "fixed" else fit_gustafson
         return np.array([fit(self.workers, s) for s in self.speedups])
 
-    def predicted_speedup(self, s: float, workers) -> np.ndarray:
+    def predicted_speedup(self, s: float, workers: ArrayLike) -> np.ndarray:
         """The workload's law with serial fraction ``s`` at ``workers``: (5.2) or (5.3)."""
         law = amdahl_speedup if self.workload.work == "fixed" else gustafson_speedup
         return law(s, workers)
 
 
-def _barrier(ctx, scratch: np.ndarray) -> None:
+def _barrier(ctx: WorkerContext, scratch: np.ndarray) -> None:
     """Wait until every worker has reached this point (one synchronous round of empty pushes)."""
     _, version = ctx.pull(out=scratch)
     ctx.push(np.zeros_like(scratch), version)
 
 
-def _scaling_run(ctx, collector, load: Workload, active: int, scratch) -> tuple[int, float, float]:
+def _scaling_run(
+    ctx: WorkerContext, collector: Collector, load: Workload, active: int, scratch: np.ndarray
+) -> tuple[int, float, float]:
     """One run of ``load`` with the first ``active`` workers sampling (the others only take part in
     the barriers, which cost them no CPU). Returns this worker's ``(samples, seconds, serial)``."""
     from rlteach.envs import busy_wait
@@ -536,7 +561,14 @@ def _scaling_run(ctx, collector, load: Workload, active: int, scratch) -> tuple[
     return samples, time.perf_counter() - start, serial
 
 
-def _scaling_worker(ctx, factories, workloads, worker_counts, repeats, hidden):
+def _scaling_worker(
+    ctx: WorkerContext,
+    factories: dict[str, EnvFn],
+    workloads: dict[str, Workload],
+    worker_counts: list[int],
+    repeats: int,
+    hidden: tuple[int, ...],
+) -> list[tuple[int, str, int, int, float, float]]:
     """Worker of :func:`measure_scaling`: one env and collector per workload, then every
     (repeat, workload, worker count) run in the same order as every other worker."""
     from rlteach.nets import ActorCritic, set_flat_parameters
@@ -561,11 +593,11 @@ def _scaling_worker(ctx, factories, workloads, worker_counts, repeats, hidden):
 
 
 def measure_scaling(
-    workloads: dict,
-    worker_counts,
+    workloads: dict[str, Workload],
+    worker_counts: Iterable[int],
     repeats: int = 3,
     env_id: str = "CartPole-v1",
-    hidden=(64, 64),
+    hidden: tuple[int, ...] = (64, 64),
     seed: int = 0,
 ) -> dict:
     """Run every :class:`Workload` in ``workloads`` (label → Workload) with each worker count of

@@ -4,7 +4,7 @@ The local runtime (:mod:`rlteach.distributed.runtime`) moves vectors through sha
 pipes between processes it starts itself. Here Ray starts them and moves the vectors:
 
 * the **parameter server** is a Ray actor (``ServerActor``) that owns the same
-  :class:`~rlteach.distributed.runtime.Server` — the same sync rounds, ``W − D`` straggler rule,
+  :class:`~rlteach.distributed.server.Server` — the same sync rounds, ``W − D`` straggler rule,
   async staleness, averaging and optimizer — on θ held in its own memory;
 * each **worker** is a Ray actor (``WorkerActor``, one CPU each) that runs the *same*
   ``worker_fn(ctx, *args)`` as a local worker process (``da3c_worker``, ``dppo_worker`` or a function
@@ -29,25 +29,17 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dill
 import numpy as np
 
-from rlteach.distributed.runtime import (
-    ACK_TIMEOUT,
-    POLL,
-    ClusterBase,
-    ClusterResult,
-    ParameterChange,
-    PushReceipt,
-    Server,
-    ServerConfig,
-    StopRun,
-    WorkerError,
-    server_report,
-)
+from rlteach.distributed.runtime import ClusterBase, ClusterResult, WorkerError
+from rlteach.distributed.server import Server, ServerConfig, server_report
+from rlteach.distributed.shared import ACK_TIMEOUT, POLL, StopRun
+from rlteach.distributed.worker import ParameterChange, PushReceipt
 
 RAY_MISSING = "Ray is not installed: pip install 'rlteach[ray]' (or: make test, which installs it)"
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before ray.init is tried
@@ -56,7 +48,7 @@ START_TIMEOUT = 120.0  # seconds for the worker actors to start
 STOP_GRACE = 3.0  # seconds workers get to return after a stop, before their actors are killed
 
 
-def import_ray():
+def import_ray() -> Any:  # the ray module (imported lazily)
     """``ray``, or an ``ImportError`` that says how to install it."""
     try:
         import ray
@@ -70,7 +62,7 @@ def import_ray():
 
 class ActorParams:
     """θ and one push slot per worker in the server actor's own memory, ``[1 + W, size]`` float32:
-    what :class:`~rlteach.distributed.runtime.SharedParams` is to the local runtime, without
+    what :class:`~rlteach.distributed.shared.SharedParams` is to the local runtime, without
     sharing (the actor's event loop is the only thread that touches it)."""
 
     def __init__(self, params: np.ndarray, workers: int):
@@ -93,7 +85,7 @@ class ActorParams:
         self.version = version
 
     @contextmanager
-    def writing(self):
+    def writing(self) -> Iterator[np.ndarray]:
         """θ to change in place (no lock: the actor's one thread is the only reader)."""
         yield self.params
 
@@ -117,14 +109,19 @@ class ServerActor:
         """The number of parameters P."""
         return self.server.shared.size
 
-    async def pull(self):
+    async def pull(self) -> tuple[np.ndarray, int, bool]:
         """``(θ, version, stopped)``."""
         theta, version = self.server.shared.read()
         return theta, version, self.stopped
 
     async def push(
-        self, worker: int, vector: np.ndarray, version: int, weight: float = 1.0, progress=0.0
-    ):
+        self,
+        worker: int,
+        vector: np.ndarray,
+        version: int,
+        weight: float = 1.0,
+        progress: float = 0.0,
+    ) -> tuple[str, bool, int, int] | None:
         """Use ``vector`` computed from ``version`` (``weight``, ``progress``: see
         ``Server.on_push``); return the ack tuple
         ``("ack", applied, version, staleness)`` once the server has, or ``None`` if stopped."""
@@ -136,7 +133,7 @@ class ServerActor:
         self.answer(self.server.on_push(worker, version, weight, progress))
         return await answer
 
-    async def sum_over_workers(self, worker: int, vector: np.ndarray):
+    async def sum_over_workers(self, worker: int, vector: np.ndarray) -> np.ndarray | None:
         """``worker``'s part of a sum (``Server.on_sum``); the elementwise total once every active
         worker has sent its part, or ``None`` if stopped."""
         if self.stopped:
@@ -157,7 +154,7 @@ class ServerActor:
     async def report(self, worker: int, metrics: dict) -> None:
         self.reports.append((worker, metrics))
 
-    async def drain(self):
+    async def drain(self) -> tuple[list[tuple[int, dict]], dict]:
         """Reports since the last drain, and the server's statistics (new push records only)."""
         reports, self.reports = self.reports, []
         stats = server_report(self.server.stats, self.sent)
@@ -180,9 +177,11 @@ class ServerActor:
 
 class RayWorkerContext:
     """The ``ctx`` a worker function gets on Ray: the same methods as the local
-    :class:`~rlteach.distributed.runtime.WorkerContext`, each one a call on the server actor."""
+    :class:`~rlteach.distributed.worker.WorkerContext`, each one a call on the server actor."""
 
-    def __init__(self, ray, server, worker_id: int, workers: int, seed: int, cfg: ServerConfig):
+    def __init__(
+        self, ray: Any, server: Any, worker_id: int, workers: int, seed: int, cfg: ServerConfig
+    ):  # ray: the module; server: the server actor's handle
         self._ray, self._server = ray, server
         self.worker_id, self.workers, self.seed, self.server = worker_id, workers, seed, cfg
         self._stopping = False
@@ -242,10 +241,10 @@ class RayWorkerContext:
             total[start : start + piece.size] = summed
         return total
 
-    def report(self, **metrics) -> None:
+    def report(self, **metrics: Any) -> None:
         self._server.report.remote(self.worker_id, metrics)
 
-    def _call(self, ref):
+    def _call(self, ref: Any) -> Any:  # ref: a Ray object reference
         try:
             return self._ray.get(ref, timeout=ACK_TIMEOUT)
         except self._ray.exceptions.GetTimeoutError:
@@ -257,7 +256,7 @@ class RayWorkerContext:
 class WorkerActor:
     """One worker: one CPU, one torch thread, running ``worker_fn(ctx, *args)``."""
 
-    def __init__(self, server, worker_id: int, workers: int, seed: int, cfg: ServerConfig):
+    def __init__(self, server: Any, worker_id: int, workers: int, seed: int, cfg: ServerConfig):
         import ray
         import torch
 
@@ -268,7 +267,7 @@ class WorkerActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, payload: bytes):
+    def run(self, payload: bytes) -> Any:
         """Run the function (``payload = dill.dumps((worker_fn, args))``, as the local runtime
         sends it); return its result, or ``None`` when the run was stopped."""
         try:
@@ -292,13 +291,15 @@ class RayCluster(ClusterBase):
     ``worker_pids`` lists the worker actors' process ids once started.
     """
 
-    def __init__(self, worker_fn: Callable, *, address: str | None = None, **arguments):
+    def __init__(
+        self, worker_fn: Callable[..., Any], *, address: str | None = None, **arguments: Any
+    ):
         self.ray = import_ray()
         super().__init__(worker_fn, **arguments)
         self.address = address
         self.started_ray = False
         self.actors: list = []
-        self.server_actor = None
+        self.server_actor: Any = None  # a Ray actor handle once started
         self.worker_pids: list[int] = []
 
     def start(self) -> None:
@@ -408,7 +409,7 @@ class RayCluster(ClusterBase):
                 on_report(worker, metrics)
 
 
-def connect(ray, address: str | None, cpus: int) -> bool:
+def connect(ray: Any, address: str | None, cpus: int) -> bool:
     """Make sure Ray is initialised; return True if this call did it (and so must shut it down).
 
     ``address=None`` starts a local instance with ``cpus`` CPUs, no dashboard, every port on
@@ -433,7 +434,7 @@ def connect(ray, address: str | None, cpus: int) -> bool:
     return True
 
 
-def check_reachable(ray, address: str) -> None:
+def check_reachable(ray: Any, address: str) -> None:
     """``ConnectionError`` unless something accepts a TCP connection where ``address`` points
     (``"auto"``: the cluster named by ``RAY_ADDRESS`` or by the address file ``ray start`` leaves)
     within ``CONNECT_TIMEOUT`` seconds: ``ray.init`` itself retries an absent cluster for minutes.
@@ -457,7 +458,7 @@ def check_reachable(ray, address: str) -> None:
         ) from None
 
 
-def loopback_only(ray) -> None:
+def loopback_only(ray: Any) -> None:
     """Make a local Ray instance bind its servers to 127.0.0.1 rather than every interface.
 
     Ray binds to all interfaces when it runs as a (potential) multi-node cluster, which is its

@@ -28,8 +28,14 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from rlteach.distributed.runtime import process_context
+
+if TYPE_CHECKING:  # imported at run time only by the processes that use it
+    import torch
 
 SCHEMES = ("parameter server", "all-reduce")
 TCP_INFO_SIZE = 232  # bytes of struct tcp_info read (Linux ≥ 4.19 fills at least this much)
@@ -100,7 +106,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _traffic_rank(scheme, rank, world, port, params, updates, results) -> None:
+def _traffic_rank(
+    scheme: str,
+    rank: int,
+    world: int,
+    port: int,
+    params: int,
+    updates: int,
+    results: Any,  # a multiprocess Queue (no stubs)
+) -> None:
     """One process of :func:`measure_traffic`: ``updates`` averaging steps between two reads of
     this process's socket counters."""
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
@@ -128,12 +142,12 @@ def _traffic_rank(scheme, rank, world, port, params, updates, results) -> None:
         dist.destroy_process_group()
 
 
-def _all_reduce_step(dist, vector, rank, world) -> None:
+def _all_reduce_step(dist: ModuleType, vector: torch.Tensor, rank: int, world: int) -> None:
     dist.all_reduce(vector)
     vector /= world
 
 
-def _server_step(dist, vector, rank, world) -> None:
+def _server_step(dist: ModuleType, vector: torch.Tensor, rank: int, world: int) -> None:
     """Rank 0 receives a gradient from every worker, averages, and sends θ back to each."""
     if rank == 0:
         total, incoming = vector.clone().zero_(), vector.clone()
@@ -232,7 +246,7 @@ def ring_latency_crossover(
 
 def link_table(
     params: int,
-    workers=(10, 100, 1000),
+    workers: Iterable[int] = (10, 100, 1000),
     alpha: float = LINK_ALPHA,
     beta: float = LINK_BETA,
     duplex: bool = True,

@@ -108,7 +108,7 @@ def test_bad_arguments_fail_before_any_process_starts():
 )
 def test_command_line_ends_bad_input_with_one_error_line_and_exit_code_2(argv, message, capsys):
     """Checked by the config, argparse or the trainer before any work: no traceback."""
-    from rlteach.__main__ import main
+    from rlteach.cli import main
 
     try:
         code = main([*argv, "--quiet"])
@@ -123,7 +123,7 @@ def test_command_line_ends_bad_input_with_one_error_line_and_exit_code_2(argv, m
 
 
 def test_command_line_trains_and_writes_a_history(tmp_path, capsys):
-    from rlteach.__main__ import main
+    from rlteach.cli import main
     from rlteach.history import History
 
     out = tmp_path / "run.json"

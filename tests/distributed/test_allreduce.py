@@ -16,17 +16,19 @@ from rlteach.algos.common import build_agent
 from rlteach.distributed import WorkerError
 from rlteach.distributed.allreduce import (
     PeerFailure,
-    RunFiles,
     averaged_step,
     concatenate,
     parameter_digest,
     parse_arguments,
+)
+from rlteach.distributed.dppo import DPPOConfig, run_dppo
+from rlteach.distributed.launcher import (
+    RunFiles,
     partial_result,
     rank_failure,
     run_dppo_torchrun,
     torchrun_command,
 )
-from rlteach.distributed.dppo import DPPOConfig, run_dppo
 from rlteach.envs import make_vector_env
 from rlteach.nets import ActorCritic, flat_gradient
 from rlteach.rollout import Collector
@@ -302,7 +304,7 @@ def test_a_failing_rank_is_named_and_nothing_is_left_running(tmp_path, monkeypat
 def test_preemption_shortens_the_stragglers_batches(tmp_path):
     result = run_dppo_torchrun(
         **{**QUICK, "total_steps": 2048},
-        slow_worker_delay=0.005,
+        slow_worker_delay=0.02,  # rank 0's rollout takes 1.3 s: rank 1 is never the straggler
         preempt_fraction=0.5,
         eval_interval=0,
         workdir=tmp_path,

@@ -23,14 +23,9 @@ from rlteach.distributed.dppo import (
     server_config,
     worker_batches,
 )
-from rlteach.distributed.runtime import (
-    Optimizer,
-    PushReceipt,
-    Server,
-    ServerConfig,
-    SharedParams,
-    clip_norm,
-)
+from rlteach.distributed.server import Optimizer, Server, ServerConfig, clip_norm
+from rlteach.distributed.shared import SharedParams
+from rlteach.distributed.worker import PushReceipt
 from rlteach.envs import make_vector_env
 from rlteach.nets import flat_parameters
 from rlteach.rollout import Collector, evaluate, returns_across_physics

@@ -11,7 +11,9 @@ import pytest
 
 from rlteach.distributed import ServerConfig, run_cluster
 from rlteach.distributed.patterns import _least_squares_worker, least_squares_problem
-from rlteach.distributed.runtime import ParameterChange, Server, SharedParams
+from rlteach.distributed.server import Server
+from rlteach.distributed.shared import SharedParams
+from rlteach.distributed.worker import ParameterChange
 
 WORKERS, PUSHES, LR = 4, 200, 0.05
 

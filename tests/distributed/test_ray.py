@@ -287,7 +287,7 @@ def test_more_workers_than_free_cpus_is_a_clear_error(shared_ray):
 
 
 def test_the_command_line_runs_dppo_on_ray(shared_ray, tmp_path, capsys):
-    from rlteach.__main__ import main
+    from rlteach.cli import main
     from rlteach.history import History
 
     out = tmp_path / "ray.json"

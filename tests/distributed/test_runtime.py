@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from rlteach.distributed import Cluster, ServerConfig, WorkerError, run_cluster
-from rlteach.distributed.runtime import Optimizer, Server, SharedParams
+from rlteach.distributed.server import Optimizer, Server
+from rlteach.distributed.shared import SharedParams
 from tests.distributed import workers as W
 
 SGD1 = ServerConfig(optimizer="sgd", lr=1.0)

@@ -13,7 +13,7 @@ import torch
 
 from rlteach.algos.a2c import a2c_loss, estimate_advantages
 from rlteach.distributed.da3c import DA3CConfig, da3c_worker, run_da3c
-from rlteach.distributed.runtime import PushReceipt
+from rlteach.distributed.worker import PushReceipt
 from rlteach.envs import make_vector_env
 from rlteach.nets import ActorCritic, flat_gradient, flat_parameters, set_flat_parameters
 from rlteach.rollout import Collector
