@@ -17,7 +17,7 @@ import torch
 from rlteach import advantages, losses
 from rlteach.algos.common import (
     Interruptible,
-    Minibatch,
+    Samples,
     TrainResult,
     annealed,
     build_agent,
@@ -110,7 +110,7 @@ def estimate_advantages(batch: Batch, cfg: A2CSettings) -> tuple[torch.Tensor, t
 
 
 def a2c_loss(
-    policy: ActorCritic, data: Minibatch, cfg: A2CSettings
+    policy: ActorCritic, data: Samples, cfg: A2CSettings
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss to minimise on flat samples ``data`` (``obs``, ``actions``, ``adv``, ``ret``, all ``[M]``):
     ``−E[log π(a|s) Â] + c_v · ½E[(V(s) − R)²] − c_e · H[π]`` (notebook 03, eq. 3.4)."""

@@ -102,8 +102,8 @@ class LossWeights(Protocol):
     def ent_coef(self) -> float: ...
 
 
-Minibatch = dict[str, torch.Tensor]  # flat [M, ...] tensors: obs, actions, logp, values, adv, ret
-Step = Callable[[torch.Tensor, Minibatch], dict[str, float]]
+Samples = dict[str, torch.Tensor]  # a batch or minibatch as flat [M, ...] tensors: obs, actions, …
+Step = Callable[[torch.Tensor, Samples], dict[str, float]]
 """What an update does with one minibatch's loss (``step(loss, minibatch)``): take the step and
 return any values to log. Single-process PPO steps its own optimizer (:func:`local_step`), DPPO
 pushes the gradient to the parameter server and pulls θ, DD-PPO all-reduces it: only this differs
@@ -113,7 +113,7 @@ between the three (notebooks 04, 07, 08)."""
 def local_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> Step:
     """The single-process :data:`Step`: one :func:`gradient_step`, logging ``grad_norm``."""
 
-    def step(loss: torch.Tensor, minibatch: Minibatch) -> dict[str, float]:
+    def step(loss: torch.Tensor, minibatch: Samples) -> dict[str, float]:
         return {"grad_norm": gradient_step(optimizer, loss, max_grad_norm)}
 
     return step

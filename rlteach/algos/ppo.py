@@ -25,7 +25,7 @@ from rlteach import advantages, losses
 from rlteach.algos.common import (
     Interruptible,
     LossWeights,
-    Minibatch,
+    Samples,
     Step,
     TrainResult,
     annealed,
@@ -124,7 +124,7 @@ class PPOSettings(LossWeights, Protocol):
     def clip_value_loss(self) -> bool: ...
 
 
-def gae_data(batch: Batch, cfg: PPOSettings) -> Minibatch:
+def gae_data(batch: Batch, cfg: PPOSettings) -> Samples:
     """GAE(λ) advantages ``adv`` and returns ``ret`` of a ``[T, N]`` batch (notebook 03, with
     ``cfg.gamma`` and ``cfg.gae_lambda``), flattened with the batch over its valid steps."""
     adv, ret = advantages.gae(
@@ -141,7 +141,7 @@ def gae_data(batch: Batch, cfg: PPOSettings) -> Minibatch:
 
 def ppo_loss(
     policy: ActorCritic,
-    mb: Minibatch,
+    mb: Samples,
     cfg: PPOSettings,
     kl_coef: float | None = None,
     old_policy: ActorCritic | None = None,
@@ -194,8 +194,8 @@ def minibatch_indices(
 
 
 def shuffled_minibatches(
-    data: Minibatch, cfg: PPOSettings, generator: torch.Generator, exact: bool = False
-) -> Iterator[Minibatch]:
+    data: Samples, cfg: PPOSettings, generator: torch.Generator, exact: bool = False
+) -> Iterator[Samples]:
     """The minibatches of ``data`` (flat ``[M, ...]`` tensors) that :func:`minibatch_indices`
     cuts, one at a time."""
     for idx in minibatch_indices(len(data["obs"]), cfg, generator, exact):
@@ -203,22 +203,22 @@ def shuffled_minibatches(
 
 
 @torch.no_grad()
-def batch_log_probs(policy: ActorCritic, data: Minibatch) -> torch.Tensor:
+def batch_log_probs(policy: ActorCritic, data: Samples) -> torch.Tensor:
     """``log π_θ(a|s)`` of every sample of ``data`` under the current parameters, ``[M]``."""
     logp, _, _ = policy.evaluate_actions(data["obs"], data["actions"])
     return logp
 
 
-def batch_kl(policy: ActorCritic, data: Minibatch) -> float:
+def batch_kl(policy: ActorCritic, data: Samples) -> float:
     """Approx ``KL(π_old ‖ π_θ)`` (eq. 4.4) on all of ``data`` under the current parameters."""
     return losses.approx_kl(batch_log_probs(policy, data), data["logp"])
 
 
 def ppo_update(
     policy: ActorCritic,
-    data: Minibatch,
+    data: Samples,
     cfg: PPOSettings,
-    minibatches: Iterable[Minibatch],
+    minibatches: Iterable[Samples],
     step: Step,
     kl_coef: float | None = None,
     target_kl: float = 0.0,

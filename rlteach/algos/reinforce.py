@@ -36,7 +36,7 @@ import torch
 from rlteach import advantages, losses
 from rlteach.algos.common import (
     Interruptible,
-    Minibatch,
+    Samples,
     TrainResult,
     annealed,
     build_agent,
@@ -184,7 +184,7 @@ def standardised(psi: torch.Tensor, cfg: ReinforceConfig) -> torch.Tensor:
 
 
 def reinforce_loss(
-    policy: ActorCritic, data: Minibatch, cfg: ReinforceConfig
+    policy: ActorCritic, data: Samples, cfg: ReinforceConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The actor's loss ``−mean[log π(a|s) Ψ̃]`` on flat samples ``data`` (``obs``, ``actions``,
     ``psi``, all ``[M]``): minus the surrogate whose gradient is ĝ of eq. 2.2."""

@@ -95,7 +95,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from rlteach import checkpoint
 from rlteach.algos.common import (
-    Minibatch,
+    Samples,
     TrainResult,
     annealed,
     build_agent,
@@ -252,7 +252,7 @@ class AllReduceStep:
         self.max_grad_norm = max_grad_norm
         self.seconds: list[float] = []
 
-    def __call__(self, loss: torch.Tensor, minibatch: Minibatch) -> dict[str, float]:
+    def __call__(self, loss: torch.Tensor, minibatch: Samples) -> dict[str, float]:
         seconds = averaged_step(self.policy, self.optimizer, loss, self.max_grad_norm, self.ranks)
         self.seconds.append(seconds)
         return {}
@@ -261,7 +261,7 @@ class AllReduceStep:
 def averaged_updates(
     policy: ActorCritic,
     optimizer: torch.optim.Optimizer,
-    data: Minibatch,
+    data: Samples,
     cfg: DPPOConfig,
     shuffle: torch.Generator,
     ranks: Ranks,

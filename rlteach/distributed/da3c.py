@@ -33,7 +33,7 @@ import torch
 
 from rlteach.algos.a2c import a2c_loss, estimate_advantages
 from rlteach.algos.common import (
-    Minibatch,
+    Samples,
     TrainResult,
     annealed,
     clipped_flat_gradient,
@@ -85,7 +85,7 @@ class StalePolicy:
         ``policy`` holding ``θ_{t−k}`` (eq. 6.3 of notebook 06)."""
         return state_kl(self.fresh, policy, obs).mean().item()
 
-    def corrected(self, policy: ActorCritic, data: Minibatch, cfg: DA3CConfig) -> Minibatch:
+    def corrected(self, policy: ActorCritic, data: Samples, cfg: DA3CConfig) -> Samples:
         """``data`` unchanged unless ``cfg.staleness_correction == "importance"``: then load ``θ_t``
         back into ``policy`` and weight the advantages of ``data`` (flat ``[M]`` samples that
         ``μ = π_{θ_{t−k}}`` collected; ``data["logp"]`` is ``log μ(a|s)``) by

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from rlteach.algos.common import (
-    Minibatch,
+    Samples,
     TrainResult,
     annealed,
     build_agent,
@@ -138,7 +138,7 @@ def dppo_worker(ctx: WorkerContext, cfg: DPPOConfig, factories: list[EnvFn | Non
 def gradient_rounds(
     ctx: WorkerContext,
     policy: ActorCritic,
-    data: Minibatch,
+    data: Samples,
     cfg: DPPOConfig,
     shuffle: torch.Generator,
     version: int,
@@ -154,7 +154,7 @@ def gradient_rounds(
     spent waiting for the server."""
     alias_gradients(policy, ctx.slot)
     cuts = list(minibatch_indices(len(data["obs"]), cfg, shuffle))
-    shares: Iterable[Minibatch] = ({k: v[idx] for k, v in data.items()} for idx in cuts)
+    shares: Iterable[Samples] = ({k: v[idx] for k, v in data.items()} for idx in cuts)
     if normalizes_globally(cfg):
         shares = global_minibatches(ctx, data, cuts)
         cfg = dataclasses.replace(cfg, normalize_advantages=False)  # done by global_minibatches
@@ -175,7 +175,7 @@ class PushThenPull:
         self.receipt: PushReceipt | None = None
         self.waiting = 0.0
 
-    def __call__(self, loss: torch.Tensor, share: Minibatch) -> dict[str, float]:
+    def __call__(self, loss: torch.Tensor, share: Samples) -> dict[str, float]:
         n = len(share["obs"])
         gradient = summed_gradient(self.policy, loss, n, into=self.ctx.slot)
         self.receipt = self.ctx.push(gradient, self.version, weight=n, progress=self.progress)
@@ -185,8 +185,8 @@ class PushThenPull:
 
 
 def global_minibatches(
-    ctx: WorkerContext, data: Minibatch, cuts: list[torch.Tensor]
-) -> Iterator[Minibatch]:
+    ctx: WorkerContext, data: Samples, cuts: list[torch.Tensor]
+) -> Iterator[Samples]:
     """This worker's shares ``data[cut]`` of the rounds, their advantages standardised over each
     round's global minibatch, the union of the W workers' shares: every round's ``(n, ΣA, ΣA²)``
     travels in one sum over the workers before the first round (:func:`advantage_sums`,
@@ -234,7 +234,7 @@ def normalize_with(adv: torch.Tensor, sums: np.ndarray, eps: float = 1e-8) -> to
 
 
 def share_gradient(
-    policy: ActorCritic, share: Minibatch, cfg: DPPOConfig, into: np.ndarray | None = None
+    policy: ActorCritic, share: Samples, cfg: DPPOConfig, into: np.ndarray | None = None
 ) -> tuple[np.ndarray, int, dict[str, float]]:
     """``(∇ Σ_i ℓ_i [P], n, stats)`` for one worker's share of ``n`` samples (flat ``[n, ...]``
     tensors, as for :func:`~rlteach.algos.ppo.ppo_loss`): :func:`summed_gradient` of the share's
@@ -313,7 +313,7 @@ def run_dppo(
 # What one batch of a DPPO run computes, replayed in this process from one θ (notebook 07).
 
 
-def worker_batches(policy: ActorCritic, cfg: DPPOConfig, seed: int) -> list[Minibatch]:
+def worker_batches(policy: ActorCritic, cfg: DPPOConfig, seed: int) -> list[Samples]:
     """The batch each of the ``cfg.workers`` workers of a run with ``cfg`` and ``seed`` would
     collect from the θ of ``policy``, computed in this process: worker ``w`` steps
     ``cfg.envs_per_worker`` copies of its environment from
@@ -340,9 +340,7 @@ def initial_policy(cfg: DPPOConfig) -> ActorCritic:
     return agent.policy
 
 
-def minibatch_shares(
-    batches: list[Minibatch], cfg: DPPOConfig, rounds: int
-) -> list[list[Minibatch]]:
+def minibatch_shares(batches: list[Samples], cfg: DPPOConfig, rounds: int) -> list[list[Samples]]:
     """Worker ``w``'s first ``rounds`` minibatch shares of its batch ``batches[w]``, cut as
     :func:`gradient_rounds` cuts them (:func:`~rlteach.algos.ppo.minibatch_indices`, its shuffle
     seeded by ``cfg.seed + w``): ``shares[w][r]``, flat ``[n_w, ...]`` tensors."""
