@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rlteach-installed
 
-.PHONY: lab test test-fast lint format clean-venv chromium
+.PHONY: lab test test-fast lint format clean-venv chromium student
 
 # JupyterLab refuses to start as root unless told to (containers and course VMs often run as root).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -37,9 +37,12 @@ format: $(STAMP)
 # Reinstall only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,instructor]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name rlteach --display-name "Python (rlteach)"
 	touch $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+student: $(STAMP)  ## the student release: notebooks without solutions, in build/student/
+	$(BIN)/python -m rlteach release --out build/student

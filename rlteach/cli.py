@@ -1,9 +1,11 @@
-"""Command line: train any of the course's algorithms outside Jupyter.
+"""Command line: train any of the course's algorithms outside Jupyter; release and grade the course.
 
     python -m rlteach ppo --total-steps 100000 --seed 0 --out runs/ppo.json
     python -m rlteach dppo --workers 2 --mode sync --out runs/dppo.json
     python -m rlteach da3c --workers 4 --env-delay 0.001
     python -m rlteach dppo --workers 4 --backend ray --address auto   # on a Ray cluster
+    python -m rlteach release --out build/student        # the notebooks without their solutions
+    python -m rlteach grade submitted/ --out grades.csv  # run and grade students' notebooks
 
 Every field of the algorithm's config is an option (``python -m rlteach dppo --help``). A progress
 bar shows env steps and the recent mean return; at the end a summary table is printed and the
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """``python -m rlteach NAME [--field VALUE …]``: one subcommand per algorithm of the registry,
     one option per field of its config (:func:`rlteach.config.add_options`), and the run's files."""
     parser = argparse.ArgumentParser(prog="python -m rlteach", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="algorithm", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
     for name, algorithm in ALGORITHMS.items():
         p = sub.add_parser(name, help=f"train {name} (notebook {algorithm.notebook})")
         add_options(p, algorithm.config_class())
@@ -54,7 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="with --backend ray: 'auto' or 'ray://HEAD:10001' joins a Ray cluster",
             )
+    add_teaching_commands(sub)
     return parser
+
+
+def add_teaching_commands(sub: argparse._SubParsersAction) -> None:
+    """The instructor's two commands (they need ``rlteach[instructor]``)."""
+    from rlteach.grading import TIME_LIMIT
+    from rlteach.release import NOTEBOOKS
+
+    release = sub.add_parser("release", help="write the student release of the notebooks")
+    release.add_argument(
+        "--out", default="build/student", help="folder to write (default: %(default)s)"
+    )
+    release.add_argument(
+        "--notebooks",
+        default=str(NOTEBOOKS),
+        help="the instructor's notebooks (default: %(default)s)",
+    )
+    grade = sub.add_parser("grade", help="run and grade submitted notebooks")
+    grade.add_argument("submissions", help="a folder with one subfolder of notebooks per student")
+    grade.add_argument("--out", default="grades.csv", help="the grades CSV (default: %(default)s)")
+    grade.add_argument(
+        "--time-limit",
+        type=float,
+        default=TIME_LIMIT,
+        help="seconds each notebook may run (default: %(default)s)",
+    )
 
 
 def summary(result: TrainResult, seconds: float) -> str:
@@ -90,7 +118,9 @@ def summary(result: TrainResult, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, train, print the summary, write the files; the exit code."""
     options = build_parser().parse_args(argv)
-    algorithm = ALGORITHMS[options.algorithm]
+    if options.command in ("release", "grade"):
+        return teach(options)
+    algorithm = ALGORITHMS[options.command]
     placement = {
         k: getattr(options, k) for k in ("backend", "address") if getattr(options, k, None)
     }
@@ -120,7 +150,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _usage_error(exc: ValueError) -> int:
+def teach(options: argparse.Namespace) -> int:
+    """``release`` or ``grade``; a missing extra or a bad folder is one error line, exit code 2."""
+    from pathlib import Path
+
+    from rlteach.grading import grade_submissions
+    from rlteach.release import write_student_release
+
+    try:
+        if options.command == "release":
+            written = write_student_release(Path(options.out), Path(options.notebooks))
+            print(f"{len(written)} notebooks written to {options.out}")
+        else:
+            grades = grade_submissions(
+                Path(options.submissions), Path(options.out), options.time_limit
+            )
+            print(f"{len(grades)} grades written to {options.out} (and its _summary.csv)")
+    except (RuntimeError, ValueError) as exc:
+        return _usage_error(exc)
+    return 0
+
+
+def _usage_error(exc: Exception) -> int:
     """Bad input: one ``error:`` line on stderr, no traceback, and exit code 2, as argparse does."""
     print(f"error: {exc}", file=sys.stderr)
     return 2

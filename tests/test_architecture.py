@@ -33,6 +33,8 @@ LAYERS = {
     "rlteach.plots": 5,
     "rlteach.checks": 5,
     "rlteach.widgets": 6,
+    "rlteach.release": 6,
+    "rlteach.grading": 6,
     "rlteach.cli": 7,
     "rlteach.__main__": 8,
 }
@@ -43,7 +45,7 @@ LAYER_NAMES = [
     "algorithms",
     "distributed",
     "figures",
-    "widgets",
+    "widgets and teaching",
     "command line",
     "entry point",
 ]

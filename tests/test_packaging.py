@@ -14,7 +14,7 @@ CONDA_NAMES = {"torch": "pytorch-cpu", "ray": "ray-client"}
 def pyproject_requirements():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    reqs = project["dependencies"] + extras["dev"] + extras["ray"]  # what `make` installs
+    reqs = project["dependencies"] + extras["dev"] + extras["ray"] + extras["instructor"]  # `make`
     return {Requirement(r).name.lower(): Requirement(r) for r in reqs}
 
 

@@ -23,11 +23,17 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import psutil
+
+from rlteach.release import student_version
 
 ROOT = Path(__file__).parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 JUPYTER_LAB = ROOT / ".venv" / "bin" / "jupyter-lab"
+# Served as the students get it (`make student`): solutions replaced, so its checks say "not
+# attempted yet"; the other notebooks are served as the instructor's version.
+STUDENT_RELEASE = {"01_policy_gradient_theorem"}
 ARTIFACTS = ROOT / "build" / "e2e"  # screenshots and the server log, for a person to see
 CHROMIUM = "/usr/bin/chromium"  # what Debian's chromium package installs
 # Playwright adds --headless (headless=True) and --user-data-dir (the fresh profile folder below).
@@ -167,14 +173,18 @@ def lab_command(port: int, token: str, root: Path) -> list:
 
 
 def start_lab(base: Path) -> LabServer:
-    """Copy the notebooks into ``base/notebooks`` and serve that folder with JupyterLab from the
-    project's .venv; return once the server answers (stop it with :func:`stop`)."""
+    """Copy the notebooks into ``base/notebooks`` (those of ``STUDENT_RELEASE`` as released) and
+    serve that folder with JupyterLab from the project's .venv; return once the server answers (stop
+    it with :func:`stop`)."""
     if not JUPYTER_LAB.exists():
         raise FileNotFoundError(f"{JUPYTER_LAB} is missing: run `make test`, which creates .venv")
     root = base / "notebooks"
     root.mkdir()
     for path in NOTEBOOKS:
-        shutil.copy(path, root / path.name)
+        if path.stem in STUDENT_RELEASE:
+            nbformat.write(student_version(nbformat.read(path, as_version=4)), root / path.name)
+        else:
+            shutil.copy(path, root / path.name)
     env = {**os.environ, **private_jupyter_dirs(base), "RLTEACH_FAST": "1"}
     port, token = free_port(), secrets.token_hex(24)
     log = base / "server.log"

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from .lab import ARTIFACTS, NOTEBOOKS, VIEWPORT
+from rlteach import checks
+
+from .lab import ARTIFACTS, NOTEBOOKS, STUDENT_RELEASE, VIEWPORT
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +46,8 @@ MIN_IMAGES = {
     "07_dppo": 5,
     "08_beyond_one_machine": 3,
 }
+
+EXERCISES = {p.stem: sum(e.id[:2] == p.stem[:2] for e in checks.EXERCISES) for p in NOTEBOOKS}
 
 # The run as the page knows it: the kernel's status in the toolbar, any dialog, and each code cell's
 # execution count and state from the notebook's model (a cell with hidden input shows no prompt).
@@ -208,6 +212,14 @@ def test_notebook_runs_in_jupyterlab_and_shows_no_error_every_widget_and_its_fig
     assert images >= MIN_IMAGES[path.stem], (
         f"{path.name} shows {images} images, expected at least {MIN_IMAGES[path.stem]}"
     )
+    checks_shown = page.locator(".jp-OutputArea-output", has_text="not attempted yet").count()
+    if path.stem in STUDENT_RELEASE:  # the checker's message, as the page shows it to a student
+        assert checks_shown == EXERCISES[path.stem], (
+            f"{path.name} (student release): {checks_shown} checks say 'not attempted yet', "
+            f"expected one per exercise ({EXERCISES[path.stem]})"
+        )
+    else:
+        assert checks_shown == 0, f"{path.name}: a solution did not run before its check"
 
 
 def test_every_notebook_has_an_expected_figure_count():

@@ -1,0 +1,3 @@
+from tools.answers import main
+
+main()
