@@ -139,7 +139,7 @@ def test_every_check_of_notebooks_01_to_04_reports_the_untouched_template_as_not
         checks.check_gae_limits,
         checks.check_ppo_clip_objective,
         checks.check_approx_kl,
-        checks.check_clip_edge,
+        checks.check_clip_slope,
     ):
         result = check(not_attempted)
         assert result.status == "not attempted" and "not attempted yet" in repr(result), check
@@ -185,12 +185,13 @@ def test_reinforce_loss_names_the_sum_and_the_sign():
     assert "negate it" in checks.check_reinforce_loss(lambda lp, ret: (lp * ret).mean()).message
 
 
-def test_unbiased_baselines_wants_both_state_baselines_and_explains_each_choice():
-    assert checks.check_unbiased_baselines(lambda: "B, A")
-    only_constant = checks.check_unbiased_baselines(lambda: "A")
-    assert not only_constant and "not this choice (A)" in only_constant.message
-    with_action = checks.check_unbiased_baselines(lambda: ["A", "B", "C"])
-    assert not with_action and "C: b(s_t, a_t)" in with_action.message
+def test_unbiased_baselines_wants_both_state_baselines_and_explains_each_option_once_found():
+    right = checks.check_unbiased_baselines(lambda: "B, A")
+    assert right and all(f"  {k}: " in right.message for k in "ABCD")
+    for wrong in ("A", ["A", "B", "C"], "ABCD"):
+        result = checks.check_unbiased_baselines(lambda wrong=wrong: wrong)
+        assert not result and "not this choice" in result.message and "(1.9)" in result.message
+        assert not any(f"  {k}: " in result.message for k in "ABCD")  # the key stays hidden
     assert "letters A, B, C, D" in checks.check_unbiased_baselines(lambda: "E").message
 
 
@@ -209,14 +210,38 @@ def test_constant_reward_return_needs_the_closed_form_at_gamma_one_too():
     assert not infinite and "largest difference" in infinite.message
 
 
-def test_gae_limits_and_clip_edge():
+def test_gae_limits_and_clip_slope():
     assert checks.check_gae_limits(lambda: "a")
     swapped = checks.check_gae_limits(lambda: "B")
-    assert not swapped and "swaps the two ends" in swapped.message
-    assert checks.check_clip_edge(lambda: 1.2000001)
-    lower = checks.check_clip_edge(lambda: 0.8)
-    assert not lower and "clipped branch" in lower.message
-    assert not checks.check_clip_edge(lambda: 1.0)
+    assert (
+        not swapped
+        and "telescope" not in swapped.message
+        and "λ = 0, then λ = 1" in swapped.message
+    )
+    assert checks.check_clip_slope(lambda: 2.0000001)
+    clipped = checks.check_clip_slope(lambda: 0.0)  # believes the clip stops every gradient
+    assert not clipped and "both branches of the min" in clipped.message
+    assert not checks.check_clip_slope(lambda: 1.2)
+
+
+def test_ppo_clip_names_the_loss_and_the_sum_and_labels_value_and_gradient():
+    def objective(new, old, adv, eps):
+        ratio = torch.exp(new - old)
+        return torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
+
+    loss = checks.check_ppo_clip_objective(lambda *a: -objective(*a).mean())
+    assert not loss and "the loss to minimise" in loss.message and "entry 0 is" in loss.message
+    summed = checks.check_ppo_clip_objective(lambda *a: objective(*a).sum())
+    assert not summed and "the sum over the minibatch" in summed.message
+
+
+def test_a_solution_that_changes_its_inputs_in_place_passes_every_time():
+    def in_place(rewards, gamma):
+        for t in reversed(range(len(rewards) - 1)):
+            rewards[t] += gamma * rewards[t + 1]
+        return rewards
+
+    assert checks.check_rewards_to_go(in_place) and checks.check_rewards_to_go(in_place)
 
 
 def test_results_go_to_the_grade_log_and_fail_loudly_under_nbgrader(tmp_path, monkeypatch):
@@ -224,7 +249,7 @@ def test_results_go_to_the_grade_log_and_fail_loudly_under_nbgrader(tmp_path, mo
 
     log = tmp_path / "checks.jsonl"
     monkeypatch.setenv("RLTEACH_GRADE_LOG", str(log))
-    checks.check_clip_edge(lambda: 1.2)
+    checks.check_clip_slope(lambda: 2.0)
     checks.check_gae_limits(not_attempted)
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e["id"], e["status"]) for e in entries] == [
@@ -233,8 +258,8 @@ def test_results_go_to_the_grade_log_and_fail_loudly_under_nbgrader(tmp_path, mo
     ]
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     with pytest.raises(AssertionError, match="04.3"):
-        checks.check_clip_edge(lambda: 0.8)
-    assert checks.check_clip_edge(lambda: 1.2)
+        checks.check_clip_slope(lambda: 0.0)
+    assert checks.check_clip_slope(lambda: 2.0)
 
 
 def forward_discounting(rewards, gamma):

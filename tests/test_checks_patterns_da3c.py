@@ -109,12 +109,13 @@ def test_speedup_prediction_refuses_the_library_law_and_recognises_the_template(
     ],
     ids=["05.3", "06.3"],
 )
-def test_choices_pass_the_right_letters_and_give_feedback_on_wrong_ones(check, right, wrongs):
-    assert check(lambda: right).passed
+def test_choices_pass_the_right_letters_and_explain_every_option_only_then(check, right, wrongs):
+    passed = check(lambda: right)
+    assert passed and all(f"  {letter}: " in passed.message for letter in "ABCD")
     for wrong in wrongs:
         result = check(lambda wrong=wrong: wrong)
         assert not result.passed and "not this choice" in result.message
-        assert all(f"  {letter}: " in result.message for letter in wrong)
+        assert not any(f"  {letter}: " in result.message for letter in "ABCDE")  # no answer key
     assert "letters" in check(lambda: "Z").message
     assert check(template).status == "not attempted"
 
@@ -186,3 +187,8 @@ def test_staleness_prediction_names_the_usual_slips(prediction, named):
 def test_staleness_prediction_recognises_the_template():
     result = checks.check_staleness_prediction(template, workers=2, measured=0.9)
     assert result.status == "not attempted"
+
+
+def test_speedup_prediction_recognises_the_measured_speedup_typed_in():
+    result = checks.check_speedup_prediction(lambda: SCALING["measured"], **SCALING)
+    assert not result and "the value measured" in result.message

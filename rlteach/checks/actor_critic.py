@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from rlteach import advantages, losses
 from rlteach.checks.core import (
     CheckResult,
@@ -10,6 +14,7 @@ from rlteach.checks.core import (
     check_cases,
     check_choice,
     check_number,
+    scaled_slip,
     value_and_grad,
 )
 
@@ -22,7 +27,7 @@ PPO_CLIP = Exercise(
     "04.1", "the PPO clipped objective", "implement", forbidden=(losses.ppo_clip_objective,)
 )
 APPROX_KL = Exercise("04.2", "the approximate KL", "implement", forbidden=(losses.approx_kl,))
-CLIP_EDGE = Exercise("04.3", "where the clip stops the gradient", "explain")
+CLIP_SLOPE = Exercise("04.3", "the gradient of a sample on the other side of the clip", "explain")
 
 
 __all__ = [
@@ -31,7 +36,7 @@ __all__ = [
     "check_gae_limits",
     "check_ppo_clip_objective",
     "check_approx_kl",
-    "check_clip_edge",
+    "check_clip_slope",
 ]
 
 
@@ -49,13 +54,37 @@ def check_gae(student: Solution) -> CheckResult:
 
 def check_gae_limits(student: Solution) -> CheckResult:
     """Exercise 03.3: the letter of what GAE(λ) becomes at λ = 0 and at λ = 1."""
-    return check_choice(GAE_LIMITS, student)
+    return check_choice(
+        GAE_LIMITS,
+        student,
+        hint="Write (3.2) as Σ_k (γλ)^k δ_{t+k} and set λ = 0, then λ = 1; for λ = 1, add up the "
+        "δ's and watch the V terms cancel.",
+    )
 
 
 def check_ppo_clip_objective(student: Solution) -> CheckResult:
     """Exercise 04.1: ``ppo_clip_objective(logp_new[M], logp_old[M], adv[M], clip_eps)``, the mean
     of ``min(r A, clip(r, 1−ε, 1+ε) A)`` to maximise; its value and ``∂/∂logp_new`` are compared."""
-    return check_cases(PPO_CLIP, student, transform=value_and_grad)
+    return check_cases(
+        PPO_CLIP,
+        student,
+        transform=value_and_grad,
+        diagnose=_clip_slip,
+        layout="(entry 0 is the objective's value, the others its gradient ∂/∂logp_new)",
+    )
+
+
+def _clip_slip(args: list[Any], expected: np.ndarray, got: np.ndarray) -> str | None:
+    """Name the usual slips of 04.1 from the value and gradient: the loss (negated objective),
+    the sum instead of the mean."""
+    return scaled_slip(
+        got,
+        expected,
+        (
+            (-1.0, "you return the loss to minimise; (4.3) is the objective to maximise"),
+            (len(args[0]), "you return the sum over the minibatch; (4.3) takes the mean"),
+        ),
+    )
 
 
 def check_approx_kl(student: Solution) -> CheckResult:
@@ -63,11 +92,12 @@ def check_approx_kl(student: Solution) -> CheckResult:
     return check_cases(APPROX_KL, student)
 
 
-def check_clip_edge(student: Solution) -> CheckResult:
-    """Exercise 04.3: the ratio above which a sample with ``A > 0`` gives no gradient (ε = 0.2)."""
+def check_clip_slope(student: Solution) -> CheckResult:
+    """Exercise 04.3: ``∂/∂r`` of one sample's term of (4.3) at the advantage and ratio the text
+    gives."""
     return check_number(
-        CLIP_EDGE,
+        CLIP_SLOPE,
         student,
-        hint="For A > 0, find where min(r·A, clip(r, 1−ε, 1+ε)·A) takes the clipped branch, "
-        "whose derivative in r is 0 (notebook 04, section on the clipped objective).",
+        hint="Evaluate both branches of the min at this r: which one is smaller, and what is its "
+        "derivative in r? The clip bounds r only on the side where A pushes it.",
     )

@@ -20,6 +20,7 @@ by ``RLTEACH_GRADE_LOG``), and nbgrader, for which a failed check raises (``NBGR
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import html
 import json
@@ -224,19 +225,25 @@ def digest(exercise_id: str, answer: str) -> str:
 
 
 def seal(exercise_id: str, key: str, text: str) -> str:
-    """``text`` masked with a keystream derived from the exercise and ``key`` (an option's letter),
-    base64: the feedback on each option of a choice is stored so that reading the answer file does
-    not say which option is right. A mask, not a secret: the checker shows it to whoever picks it."""
+    """``text`` encrypted with a keystream derived from the exercise and ``key``, base64. A choice's
+    explanations are sealed with its right answer as key: the answer file holds them, and only a
+    student who found the answer (and so is shown them) can open them."""
     data = text.encode()
-    stream = hashlib.shake_256(f"rlteach:{exercise_id}:{key}".encode()).digest(len(data))
-    return base64.b64encode(bytes(a ^ b for a, b in zip(data, stream, strict=True))).decode()
+    return base64.b64encode(
+        bytes(a ^ b for a, b in zip(data, _keystream(exercise_id, key, len(data)), strict=True))
+    ).decode()
 
 
 def unseal(exercise_id: str, key: str, sealed: str) -> str:
-    """Inverse of :func:`seal`."""
+    """Inverse of :func:`seal`; a ``UnicodeDecodeError`` (or garbage) with another key."""
     data = base64.b64decode(sealed)
-    stream = hashlib.shake_256(f"rlteach:{exercise_id}:{key}".encode()).digest(len(data))
-    return bytes(a ^ b for a, b in zip(data, stream, strict=True)).decode()
+    return bytes(
+        a ^ b for a, b in zip(data, _keystream(exercise_id, key, len(data)), strict=True)
+    ).decode()
+
+
+def _keystream(exercise_id: str, key: str, size: int) -> bytes:
+    return hashlib.shake_256(f"rlteach-seal:{exercise_id}:{key}".encode()).digest(size)
 
 
 def canonical_number(value: float, decimals: int) -> str:
@@ -289,24 +296,39 @@ def difference(
     )
 
 
+def scaled_slip(
+    got: np.ndarray, expected: np.ndarray, slips: Iterable[tuple[float, str]], rtol: float = 1e-6
+) -> str | None:
+    """The message of the first slip ``(factor, message)`` whose ``factor · expected`` is what the
+    student's function gave (a sum for a mean is ``factor = M``, a sign slip ``−1``), else None."""
+    for factor, message in slips:
+        if np.allclose(got, factor * expected, rtol=rtol, atol=1e-12):
+            return message
+    return None
+
+
 def check_cases(
     exercise: Exercise,
     student: Solution,
     transform: Callable[[Solution], Solution] | None = None,
     atol: float = 1e-6,
     diagnose: Callable[[list[Any], np.ndarray, np.ndarray], str | None] | None = None,
+    layout: str = "",
 ) -> CheckResult:
     """Implement and derive: call the student's function on each stored case of ``exercise`` and
     compare with the stored output. ``transform`` turns the guarded function into what is compared
     (e.g. :func:`value_and_grad`); ``atol`` is absolute plus the same relative; ``diagnose(args,
-    expected, got)`` may name a typical mistake, added to the message of a case that differs."""
+    expected, got)`` may name a typical mistake, added to the message of a case that differs;
+    ``layout`` says what the compared vector holds (e.g. the value, then the gradient)."""
     cases = answers(exercise.id[:2])[exercise.id]["cases"]
 
     def check(guarded_student: Solution) -> CheckResult:
         function = transform(guarded_student) if transform else guarded_student
         for i, case in enumerate(cases):
             try:
-                got = as_array(function(*case["args"]))
+                got = as_array(
+                    function(*copy.deepcopy(case["args"]))
+                )  # the stored case stays intact
             except (NotAttempted, Delegated):
                 raise
             except Exception as exc:  # the student's bug, with the inputs that raised it
@@ -318,7 +340,8 @@ def check_cases(
             problem = difference(i, case["args"], want, got, atol)
             if problem:
                 mistake = diagnose(case["args"], want, got) if diagnose else None
-                return exercise.result("not yet", f"{mistake}\n{problem}" if mistake else problem)
+                message = "\n".join(filter(None, (mistake, problem, layout)))
+                return exercise.result("not yet", message)
         return exercise.result("passed", f"agrees with the reference on {len(cases)} cases")
 
     return attempt(exercise, student, check)
@@ -343,12 +366,13 @@ def value_and_grad(function: Solution, wrt: int = 0) -> Solution:
     return wrapped
 
 
-def check_choice(exercise: Exercise, student: Solution) -> CheckResult:
+def check_choice(exercise: Exercise, student: Solution, hint: str) -> CheckResult:
     """Explain, by choice: the student's function returns a letter (or several, for "all that
-    apply"), compared with the stored digest. Every option has stored feedback (sealed, see
-    :func:`seal`), shown for the options chosen, whether the choice is right or not."""
+    apply"), compared with the stored digest. A wrong choice gets ``hint`` and nothing that tells
+    which letters are wrong; a right one gets the explanation of every option, stored sealed with
+    the right answer as key (:func:`seal`), so it opens only for a student who found it."""
     entry = answers(exercise.id[:2])[exercise.id]
-    options = sorted(entry["feedback"])
+    options = entry["options"]
 
     def check(guarded_student: Solution) -> CheckResult:
         chosen = canonical_choice(guarded_student())
@@ -356,11 +380,11 @@ def check_choice(exercise: Exercise, student: Solution) -> CheckResult:
             return exercise.result(
                 "not yet", f"answer with one or more of the letters {', '.join(options)}"
             )
-        why = "\n".join(f"  {c}: {unseal(exercise.id, c, entry['feedback'][c])}" for c in chosen)
-        if digest(exercise.id, chosen) == entry["digest"]:
-            return exercise.result("passed", f"right.\n{why}")
+        if digest(exercise.id, chosen) != entry["digest"]:
+            return exercise.result("not yet", f"not this choice ({', '.join(chosen)}). {hint}")
+        why = json.loads(unseal(exercise.id, chosen, entry["feedback"]))
         return exercise.result(
-            "not yet", f"not this choice ({', '.join(chosen)}). What you chose says:\n{why}"
+            "passed", "right.\n" + "\n".join(f"  {k}: {why[k]}" for k in options)
         )
 
     return attempt(exercise, student, check)
@@ -387,26 +411,44 @@ def check_prediction(
     student: Solution,
     law: float,
     measured: float,
-    explain: Callable[[float, float, float], str],
+    explain: Callable[[float, float], str],
+    slips: Mapping[str, float] | None = None,
     rtol: float = 0.02,
+    shown_as: str = "measured",
 ) -> CheckResult:
-    """Predict, then measure: the student's number must be the prediction the course's law makes
-    from the quantities the notebook printed (``law``, to ``rtol``: the measurement itself is noisy,
-    so it is shown, not graded); ``explain(prediction, law, measured)`` says why the measurement
-    differs from the law. A wrong prediction is told whether the law's is higher or lower."""
+    """Predict, then compare: the student's number must be the prediction the course's law makes
+    (``law``, to ``rtol``: a measurement is noisy, so it is shown, not graded). A pass shows the
+    law beside ``measured`` and ``explain(law, measured)``, why they differ; a miss says only
+    whether the law's value is higher or lower, and names a recognised slip: the measurement
+    itself, or one of ``slips`` (what it is → the value it gives) when the number is nearer it.
+    ``shown_as`` names what ``measured`` is ("measured", "extrapolated" …)."""
 
     def check(guarded_student: Solution) -> CheckResult:
         predicted = float(guarded_student())
-        gap = explain(predicted, law, measured)
         if abs(predicted - law) <= rtol * abs(law):
             return exercise.result(
-                "passed", f"you predicted {predicted:.3g}, measured {measured:.3g}. {gap}"
+                "passed",
+                f"you predicted {predicted:.3g}, {shown_as} {measured:.3g}. {explain(law, measured)}",
             )
         side = "lower" if law < predicted else "higher"
+        known = {f"the value {shown_as}; the exercise asks for what the law predicts": measured}
+        slip = _nearest_slip(predicted, law, known | dict(slips or {}), rtol)
         return exercise.result(
             "not yet",
-            f"you predicted {predicted:.3g}; the law, with the numbers printed above, predicts a "
-            f"{side} value. Measured: {measured:.3g}. {gap}",
+            f"you predicted {predicted:.3g}; the law, with the numbers the notebook printed, "
+            f"gives a {side} value.{slip}",
         )
 
     return attempt(exercise, student, check)
+
+
+def _nearest_slip(predicted: float, law: float, slips: Mapping[str, float], rtol: float) -> str:
+    """ " Your number looks like …" for the slip whose value ``predicted`` matches (to ``rtol``)
+    better than it matches ``law``; else ``""``."""
+    matching = [
+        (abs(predicted - value), what)
+        for what, value in slips.items()
+        if abs(predicted - value) <= rtol * abs(value)
+        and abs(predicted - value) < abs(predicted - law)
+    ]
+    return f" Your number looks like {min(matching)[1]}." if matching else ""

@@ -15,7 +15,7 @@ from rlteach.checks.core import (
     check_choice,
     check_prediction,
 )
-from rlteach.checks.patterns import PREDICTION_RTOL, named_slip
+from rlteach.checks.patterns import PREDICTION_RTOL
 from rlteach.distributed.server import Server
 
 STALENESS = Exercise(
@@ -55,36 +55,43 @@ def _staleness_mistake(args: list[Any], expected: np.ndarray, got: np.ndarray) -
 
 
 def check_staleness_prediction(student: Solution, workers: int, measured: float) -> CheckResult:
-    """Exercise 06.2: ``predicted_staleness() -> k``, graded against the model of ``W = workers``
-    equally fast workers that pull again as soon as their push is applied: between a worker's
-    pull and its push each of the others pushes once, so every staleness is ``W − 1``.
-    ``measured`` (the mean staleness of the runs with W workers) is shown, not graded."""
+    """Exercise 06.2: ``predicted_staleness() -> k``, graded against the model the text describes
+    at ``W = workers``; ``measured`` (the mean staleness of the runs with W workers) is shown after
+    a pass, not graded."""
     law = float(workers - 1)
-    own_push = "W, counting the worker's own push; its staleness counts only the pushes before it"
-    slips = {own_push: law + 1, "sync mode's staleness; async pushes wait for no round": 0.0}
+    slips = {
+        "W, counting the worker's own push; its staleness counts only the pushes before it": law
+        + 1,
+        "sync mode's staleness; async pushes wait for no round": 0.0,
+    }
 
-    def explain(predicted: float, law: float, measured: float) -> str:
+    def explain(law: float, measured: float) -> str:
         ceiling = (
-            "The model's value is also a ceiling for the mean over all pushes, whatever the "
-            "workers' speeds: a push lands in at most one pull-to-push window of each of the "
-            "W − 1 other workers, and counts once in each. "
+            f"The model gives {law:g} for every push. It is also a ceiling for the mean over all "
+            "pushes, whatever the workers' speeds: a push lands in at most one pull-to-push window "
+            "of each of the W − 1 other workers, and counts once in each. "
         )
         if measured >= (1 - PREDICTION_RTOL) * law:
-            gap = "The runs came within 2 % of it: few pushes fell between those windows."
-        else:
-            gap = (
-                "The runs measured less: a push is missing from another worker's count when it "
-                "lands between that worker's push and its next pull (while it waits for the "
-                "server's answer, reports and pulls), before that worker's first pull, or after it "
-                "has finished; with more processes than free cores (the workers, the server and "
-                "this notebook) those gaps grow."
+            return (
+                ceiling + "The runs came within 2 % of it: few pushes fell between those windows."
             )
-        return ceiling + gap + named_slip(predicted, law, slips)
+        return ceiling + (
+            "The runs measured less: a push is missing from another worker's count when it "
+            "lands between that worker's push and its next pull (while it waits for the "
+            "server's answer, reports and pulls), before that worker's first pull, or after it "
+            "has finished; with more processes than free cores (the workers, the server and "
+            "this notebook) those gaps grow."
+        )
 
-    return check_prediction(MEAN_STALENESS, student, law, measured, explain, rtol=PREDICTION_RTOL)
+    return check_prediction(MEAN_STALENESS, student, law, measured, explain, slips, PREDICTION_RTOL)
 
 
 def check_hogwild(student: Solution) -> CheckResult:
     """Exercise 06.3: the letters of the true statements on Hogwild's lock-free updates (A3C) and
     the parameter server that replaces them in ``rlteach``'s DA3C."""
-    return check_choice(HOGWILD, student)
+    return check_choice(
+        HOGWILD,
+        student,
+        hint="Re-read section 6 and section 3's table: what does a pull return, what does a push "
+        "wait for, and what do Hogwild's threads never wait for?",
+    )

@@ -4,7 +4,6 @@ is averaging gradients."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -75,17 +74,6 @@ def _round_mistake(args: list[Any], expected: np.ndarray, got: np.ndarray) -> st
     return None
 
 
-def named_slip(predicted: float, law: float, slips: Mapping[str, float]) -> str:
-    """The hint of ``slips`` (hint → the value that slip gives) nearest to ``predicted``, when the
-    prediction missed ``law`` and is nearer that value than ``law``; else ``""``."""
-    if abs(predicted - law) <= PREDICTION_RTOL * abs(law):
-        return ""
-    hint, value = min(slips.items(), key=lambda item: abs(predicted - item[1]))
-    return (
-        f" Your number looks like {hint}." if abs(predicted - value) < abs(predicted - law) else ""
-    )
-
-
 def check_speedup_prediction(
     student: Solution,
     serial_fraction: float,
@@ -93,24 +81,25 @@ def check_speedup_prediction(
     measured: float,
     fitted_fraction: float,
 ) -> CheckResult:
-    """Exercise 05.2: ``predicted_speedup() -> S``, graded against Amdahl's law (5.2)
-    ``S(W) = 1 / (s + (1 − s)/W)`` with ``s = serial_fraction`` (measured directly: the learner's
-    time over the 1-worker run's) and ``W = workers``. ``measured`` (the speed-up the runs
-    measured at W) and ``fitted_fraction`` (the s fitted to them) are shown, not graded."""
+    """Exercise 05.2: ``predicted_speedup() -> S``, graded against Amdahl's law (5.2) with the
+    serial fraction measured directly (``serial_fraction``) at ``W = workers``. ``measured`` (the
+    speed-up the runs measured at W) and ``fitted_fraction`` (the s fitted to them) are shown after
+    a pass, not graded."""
     law = float(patterns.amdahl_speedup(serial_fraction, workers))
     fitted = float(patterns.amdahl_speedup(fitted_fraction, workers))
-    gustafson = float(patterns.gustafson_speedup(serial_fraction, workers))
-    ceiling = 1 / serial_fraction
     slips = {
         "(5.2) with the fitted s; the exercise asks for the s measured directly": fitted,
-        "Gustafson's (5.3), the law of growing work; this row is fixed work": gustafson,
-        "the ceiling 1/s, which (5.2) approaches only as W grows without bound": ceiling,
+        "Gustafson's (5.3), the law of growing work; this row is fixed work": float(
+            patterns.gustafson_speedup(serial_fraction, workers)
+        ),
+        "the ceiling 1/s, which (5.2) approaches only as W grows without bound": 1
+        / serial_fraction,
     }
 
-    def explain(predicted: float, law: float, measured: float) -> str:
-        said = f"(5.2) takes the measured s = {serial_fraction:.3g} at W = {workers}"
+    def explain(law: float, measured: float) -> str:
+        said = f"(5.2) with the measured s = {serial_fraction:.3g} at W = {workers} gives {law:.3g}"
         if measured < (1 - PREDICTION_RTOL) * law:
-            gap = (
+            return said + (
                 "; the runs fall short of it: the learner's update is not the only time that "
                 "does not shrink with W. Each env step still needs the CPU for the policy's "
                 "forward pass and the env's arithmetic while the W workers share the machine's "
@@ -118,23 +107,26 @@ def check_speedup_prediction(
                 f"fit puts that time into s: with the fitted s = {fitted_fraction:.3g}, (5.2) "
                 f"gives {fitted:.3g}."
             )
-        elif measured > (1 + PREDICTION_RTOL) * law:
-            gap = (
+        if measured > (1 + PREDICTION_RTOL) * law:
+            return said + (
                 "; the runs did better than it, which would mean the parallel part shrank more "
                 "than W times. Nothing here does that: it is the spread between repeats (the "
                 "table's ranges), such as a 1-worker run that other programs slowed."
             )
-        else:
-            gap = (
-                "; the runs agree with it within 2 %: here the learner's update is the only part "
-                "that did not shrink with W."
-            )
-        return said + gap + named_slip(predicted, law, slips)
+        return said + (
+            "; the runs agree with it within 2 %: here the learner's update is the only part "
+            "that did not shrink with W."
+        )
 
-    return check_prediction(SPEEDUP, student, law, measured, explain, rtol=PREDICTION_RTOL)
+    return check_prediction(SPEEDUP, student, law, measured, explain, slips, PREDICTION_RTOL)
 
 
 def check_parameter_averaging(student: Solution) -> CheckResult:
     """Exercise 05.3: the letters of the settings in which averaging the workers' parameters
     after a sync round gives the same θ as averaging their gradients."""
-    return check_choice(AVERAGING, student)
+    return check_choice(
+        AVERAGING,
+        student,
+        hint="Write θ after one round both ways, as formulas in θ, α and the g_w, and compare them "
+        "term by term; then ask what changes when a step is not linear in its gradient.",
+    )

@@ -14,6 +14,7 @@ from rlteach.checks.core import (
     Solution,
     check_cases,
     check_choice,
+    scaled_slip,
     value_and_grad,
 )
 
@@ -62,27 +63,39 @@ def check_rewards_to_go(student: Solution) -> CheckResult:
 
 def check_unbiased_baselines(student: Solution) -> CheckResult:
     """Exercise 01.3: the letters of the changes that leave the expected gradient (1.8) unchanged."""
-    return check_choice(UNBIASED_BASELINES, student)
+    return check_choice(
+        UNBIASED_BASELINES,
+        student,
+        hint="For each change, ask whether Σ_a π(a|s) ∇log π(a|s) · (what it subtracts or "
+        "multiplies) is zero in every state: the step that gives (1.9).",
+    )
 
 
 def check_reinforce_loss(student: Solution) -> CheckResult:
-    """Exercise 02.1: ``reinforce_loss(logp[M], returns[M]) -> −mean(log π · G)``, a scalar to
-    minimise with the returns held constant; its value and ``∂/∂logp`` are compared."""
-    return check_cases(REINFORCE_LOSS, student, transform=value_and_grad, diagnose=_sum_or_sign)
+    """Exercise 02.1: ``reinforce_loss(logp[M], returns[M])``, the scalar to minimise; its value
+    and ``∂/∂logp`` are compared."""
+    return check_cases(
+        REINFORCE_LOSS,
+        student,
+        transform=value_and_grad,
+        diagnose=_sum_or_sign,
+        layout="(entry 0 is the loss's value, the others its gradient ∂/∂logp)",
+    )
 
 
 def _sum_or_sign(args: list[Any], expected: np.ndarray, got: np.ndarray) -> str | None:
     """Name the two usual slips of 02.1: the sum over the batch instead of the mean, and the
     objective to maximise instead of the loss to minimise."""
     size = len(args[0])
-    for factor, mistake in (
-        (size, "you return the sum over the batch; (2.2) takes the mean (divide by M)"),
-        (-1.0, "you return the objective to maximise; an optimizer minimises: negate it"),
-        (-size, "you return the objective summed over the batch: negate it and take the mean"),
-    ):
-        if np.allclose(got, factor * expected, rtol=1e-6, atol=1e-9):
-            return mistake
-    return None
+    return scaled_slip(
+        got,
+        expected,
+        (
+            (size, "you return the sum over the batch; (2.2) takes the mean (divide by M)"),
+            (-1.0, "you return the objective to maximise; an optimizer minimises: negate it"),
+            (-size, "you return the objective summed over the batch: negate it and take the mean"),
+        ),
+    )
 
 
 def check_discounted_returns(student: Solution) -> CheckResult:

@@ -26,9 +26,14 @@ def cases(reference: Callable[..., Any], inputs: Iterable[tuple[Any, ...]]) -> d
 
 
 def choice(exercise_id: str, letters: str, feedback: dict[str, str]) -> dict[str, Any]:
-    """A choice answer, stored as its digest, with the feedback on every option sealed."""
-    sealed = {key: seal(exercise_id, key, text) for key, text in feedback.items()}
-    return {"digest": digest(exercise_id, canonical_choice(letters)), "feedback": sealed}
+    """A choice answer: its options, the digest of the right letters, and the explanation of every
+    option sealed with the right letters as key (shown once a student has found them)."""
+    answer = canonical_choice(letters)
+    return {
+        "digest": digest(exercise_id, answer),
+        "options": sorted(feedback),
+        "feedback": seal(exercise_id, answer, json.dumps(feedback, ensure_ascii=False)),
+    }
 
 
 def number(exercise_id: str, value: float, decimals: int) -> dict[str, Any]:
