@@ -73,7 +73,7 @@ SCALING = dict(serial_fraction=0.09, workers=4, measured=3.0, fitted_fraction=0.
 def test_speedup_prediction_passes_amdahls_law_and_shows_the_measurement():
     result = checks.check_speedup_prediction(lambda: 1 / (0.09 + 0.91 / 4), **SCALING)
     assert result.passed
-    assert "measured 3" in result.message and "the runs fall short" in result.message
+    assert "measured: 3" in result.message and "the runs fall short" in result.message
 
 
 @pytest.mark.parametrize(
@@ -173,7 +173,7 @@ def test_push_staleness_refuses_the_server_and_recognises_the_template():
 
 def test_staleness_prediction_passes_w_minus_one_and_explains_a_lower_measurement():
     result = checks.check_staleness_prediction(lambda: 3, workers=4, measured=1.9)
-    assert result.passed and "measured 1.9" in result.message and "ceiling" in result.message
+    assert result.passed and "measured: 1.9" in result.message and "ceiling" in result.message
 
 
 @pytest.mark.parametrize(

@@ -428,7 +428,7 @@ def check_prediction(
         if abs(predicted - law) <= rtol * abs(law):
             return exercise.result(
                 "passed",
-                f"you predicted {predicted:.3g}, {shown_as} {measured:.3g}. {explain(law, measured)}",
+                f"you predicted {predicted:.3g}; {shown_as}: {measured:.3g}. {explain(law, measured)}",
             )
         side = "lower" if law < predicted else "higher"
         known = {f"the value {shown_as}; the exercise asks for what the law predicts": measured}
