@@ -296,15 +296,23 @@ def difference(
     )
 
 
+def matching_slip(
+    got: np.ndarray, slips: Iterable[tuple[Any, str]], rtol: float = 1e-6, atol: float = 1e-12
+) -> str | None:
+    """The message of the first slip ``(what that slip gives, message)`` that the student's
+    function gave, else None."""
+    for value, message in slips:
+        if np.allclose(got, value, rtol=rtol, atol=atol):
+            return message
+    return None
+
+
 def scaled_slip(
     got: np.ndarray, expected: np.ndarray, slips: Iterable[tuple[float, str]], rtol: float = 1e-6
 ) -> str | None:
-    """The message of the first slip ``(factor, message)`` whose ``factor · expected`` is what the
-    student's function gave (a sum for a mean is ``factor = M``, a sign slip ``−1``), else None."""
-    for factor, message in slips:
-        if np.allclose(got, factor * expected, rtol=rtol, atol=1e-12):
-            return message
-    return None
+    """:func:`matching_slip` for slips that scale the answer: ``(factor, message)`` gives
+    ``factor · expected`` (a sum for a mean is ``factor = M``, a sign slip ``−1``)."""
+    return matching_slip(got, ((f * expected, m) for f, m in slips), rtol=rtol)
 
 
 def check_cases(

@@ -15,6 +15,7 @@ from rlteach.checks.core import (
     check_cases,
     check_choice,
     check_prediction,
+    matching_slip,
 )
 from rlteach.distributed.driver import simulator_law
 from rlteach.distributed.server import Server
@@ -46,26 +47,28 @@ def _unweighted(args: list[Any], expected: np.ndarray, got: np.ndarray) -> str |
     the share sizes, the sum of the share means, and ``ḡ`` times ``N`` or ``N / W``."""
     grads, sizes = np.asarray(args[0], dtype=float), np.asarray(args[1], dtype=float)
     samples, workers = sizes.sum(), len(sizes)
-    for slip, mistake in (
+    return matching_slip(
+        got,
         (
-            grads.mean(0),
-            "you take the plain mean of the W gradients: it weighs every share alike, so a sample "
-            "of a small share counts for more than one of a large share",
+            (
+                grads.mean(0),
+                "you take the plain mean of the W gradients: it weighs every share alike, so a sample "
+                "of a small share counts for more than one of a large share",
+            ),
+            (grads.sum(0), "you add the W share means; (7.1) is a mean over the round's samples"),
+            (
+                samples * expected,
+                "your result is N = Σ n_w times ḡ: (7.1) divides by the round's N samples",
+            ),
+            (
+                samples / workers * expected,
+                "your result is N / W times ḡ: (7.1)'s mean is over the round's N samples, not over "
+                "its W shares",
+            ),
         ),
-        (grads.sum(0), "you add the W share means; (7.1) is a mean over the round's samples"),
-        (
-            samples * expected,
-            "your result is N = Σ n_w times ḡ: (7.1) divides by the round's N samples",
-        ),
-        (
-            samples / workers * expected,
-            "your result is N / W times ḡ: (7.1)'s mean is over the round's N samples, not over "
-            "its W shares",
-        ),
-    ):
-        if np.allclose(got, slip, rtol=1e-9, atol=1e-12):
-            return mistake
-    return None
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 def check_speedup_ceiling(

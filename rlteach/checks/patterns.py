@@ -15,6 +15,7 @@ from rlteach.checks.core import (
     check_cases,
     check_choice,
     check_prediction,
+    matching_slip,
 )
 from rlteach.distributed import patterns
 from rlteach.distributed.server import Server
@@ -52,26 +53,28 @@ def _round_mistake(args: list[Any], expected: np.ndarray, got: np.ndarray) -> st
     workers, step = len(slots), theta - expected  # step: lr · the round's mean gradient
     if got.shape != expected.shape:
         return None
-    for candidate, mistake in (
-        (theta + step, "you moved θ up the gradient: an SGD step subtracts lr · ḡ"),
+    return matching_slip(
+        got,
         (
-            theta - step * (workers - drop) / workers,
-            "you divided the round's sum by W; the round has W − D pushes",
+            (theta + step, "you moved θ up the gradient: an SGD step subtracts lr · ḡ"),
+            (
+                theta - step * (workers - drop) / workers,
+                "you divided the round's sum by W; the round has W − D pushes",
+            ),
+            (
+                theta - lr * slots.mean(axis=0),
+                "you averaged all W pushes; the round closes after the first W − D arrivals and the "
+                "D later pushes are dropped",
+            ),
+            (
+                theta - lr * slots[: workers - drop].mean(axis=0),
+                "you took the slots of workers 0 … W − D − 1; take the first W − D workers of "
+                "`arrival`, the order in which the pushes reached the server",
+            ),
         ),
-        (
-            theta - lr * slots.mean(axis=0),
-            "you averaged all W pushes; the round closes after the first W − D arrivals and the "
-            "D later pushes are dropped",
-        ),
-        (
-            theta - lr * slots[: workers - drop].mean(axis=0),
-            "you took the slots of workers 0 … W − D − 1; take the first W − D workers of "
-            "`arrival`, the order in which the pushes reached the server",
-        ),
-    ):
-        if np.allclose(got, candidate, rtol=1e-5, atol=1e-5):
-            return mistake
-    return None
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def check_speedup_prediction(
