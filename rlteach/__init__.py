@@ -25,6 +25,9 @@ _EXPORTS = {
     "save": "rlteach.checkpoint",
     "ActorCritic": "rlteach.nets",
     "evaluate": "rlteach.rollout",
+    "run_seeds": "rlteach.distributed.seeds",
+    "show_episode": "rlteach.episodes",
+    "show_episodes": "rlteach.episodes",
 }
 _SUBMODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
@@ -36,6 +39,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_architecture.py
     from rlteach.checkpoint import load, save
     from rlteach.distributed.da3c import DA3CConfig, run_da3c
     from rlteach.distributed.dppo import DPPOConfig, run_dppo
+    from rlteach.distributed.seeds import run_seeds
+    from rlteach.episodes import show_episode, show_episodes
     from rlteach.nets import ActorCritic
     from rlteach.rollout import evaluate
 
@@ -53,7 +58,10 @@ __all__ = [  # "__version__", "require_version" and the lazy names of _EXPORTS
     "load",
     "run_da3c",
     "run_dppo",
+    "run_seeds",
     "save",
+    "show_episode",
+    "show_episodes",
     "train_a2c",
     "train_ppo",
     "train_reinforce",

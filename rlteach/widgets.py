@@ -7,11 +7,7 @@ all a notebook needs (no ipympl). Sliders that start a heavy computation use
 
 from __future__ import annotations
 
-import dataclasses
-import html
-import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -21,12 +17,16 @@ from IPython.display import display
 from matplotlib.figure import Figure, SubFigure
 
 from rlteach import plots, tabular
-from rlteach.algos import TrainResult
-from rlteach.config import make_config
-from rlteach.registry import algorithm_of
+from rlteach.panel import (  # noqa: F401  the training panel lives in rlteach.panel
+    TrainingPanel,
+    config_class_of,
+    config_controls,
+    field_control,
+    label_style,
+    result_summary,
+)
 
 Draw = Callable[..., Figure | SubFigure]  # the controls' values as keywords → the figure to show
-TrainFn = Callable[..., TrainResult]  # train_fn(config, callback=live, **choices), e.g. train_ppo
 
 
 def live_panel(draw: Draw, title: str = "", **controls: W.ValueWidget) -> W.VBox:
@@ -59,14 +59,10 @@ def live_panel(draw: Draw, title: str = "", **controls: W.ValueWidget) -> W.VBox
     )
 
 
-def _slider_style() -> dict[str, str]:
-    return {"description_width": "initial"}
-
-
 def _slider(kind: type[W.ValueWidget], **kwargs: Any) -> W.ValueWidget:
     """A slider of ``kind`` (``W.FloatSlider`` …) for an explorer: the figure is redrawn when it is
     released, and its description is shown whole."""
-    return kind(continuous_update=False, style=_slider_style(), **kwargs)
+    return kind(continuous_update=False, style=label_style(), **kwargs)
 
 
 BASELINES = ("none", "constant J(θ)", "exact V^π(s)", "½ V^π(s)", "−V^π(s) (wrong sign)")
@@ -159,7 +155,7 @@ def reinforce_explorer(
             options=BASELINES,
             value="exact V^π(s)",
             description="baseline b(s)",
-            style=_slider_style(),
+            style=label_style(),
         ),
     )
 
@@ -289,247 +285,6 @@ def link_explorer(params: int = 1_000_000, workers: int = 100) -> W.VBox:
         ),
         duplex=W.Checkbox(value=True, description="full duplex"),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Controls generated from a config dataclass, and the training panel built on them.
-
-_SLIDER_STEPS = 100
-_HELP_STOP = (
-    "Training runs in the kernel's main thread, so the panel cannot react to a click while it "
-    "runs: to stop early, interrupt the kernel (■ in the toolbar, or I, I). The trainer turns the "
-    "interrupt into a partial result, which the panel keeps."
-)
-
-
-def _field_error(cls: type, name: str, value: object, reason: str) -> ValueError:
-    return ValueError(f"{cls.__name__}.{name} = {value!r} gets no control: {reason}")
-
-
-def _log_slider(
-    cls: type, name: str, value: object, meta: Mapping[str, Any], common: dict[str, Any]
-) -> W.FloatLogSlider:
-    """A base-10 log slider from ``low`` to ``high``; an open end, or ``low <= 0``, spans three
-    decades beyond the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise _field_error(cls, name, value, "log=True needs a positive number")
-    low = meta["low"] if meta.get("low") is not None and meta["low"] > 0 else value / 1e3
-    high = meta["high"] if meta.get("high") is not None else value * 1e3
-    lo, hi = math.log10(low), math.log10(high)
-    return W.FloatLogSlider(
-        value=value, base=10, min=lo, max=hi, step=(hi - lo) / _SLIDER_STEPS, **common
-    )
-
-
-def _number_control(value: float, meta: Mapping[str, Any], common: dict[str, Any]) -> W.ValueWidget:
-    low, high = meta.get("low"), meta.get("high")
-    integer = isinstance(value, int)
-    if low is None or high is None:
-        return (W.IntText if integer else W.FloatText)(value=value, **common)
-    if integer:
-        return W.IntSlider(value=value, min=low, max=high, step=1, **common)
-    step = (high - low) / _SLIDER_STEPS
-    return W.FloatSlider(value=value, min=low, max=high, step=step, readout_format=".4g", **common)
-
-
-def field_control(
-    cls: type, name: str, value: object, meta: Mapping[str, Any]
-) -> W.ValueWidget | None:
-    """The widget for one config field, or None when its value's type has none (e.g. a tuple).
-
-    ``Dropdown`` for ``choices``; ``Checkbox`` for a bool; ``FloatLogSlider`` for ``log=True``;
-    ``IntSlider``/``FloatSlider`` when ``low`` and ``high`` are both set, ``IntText``/``FloatText``
-    when the range is open; ``Text`` for a str. Sliders use ``continuous_update=False``; the
-    tooltip is the field's ``help``.
-    """
-    common = dict(description=name, tooltip=meta.get("help", ""), style=_slider_style())
-    sliding = dict(common, continuous_update=False)
-    if meta.get("choices") is not None:
-        return W.Dropdown(options=[(str(c), c) for c in meta["choices"]], value=value, **common)
-    if isinstance(value, bool):
-        return W.Checkbox(value=value, indent=False, **common)
-    if meta.get("log"):
-        return _log_slider(cls, name, value, meta, sliding)
-    if isinstance(value, (int, float)):
-        return _number_control(value, meta, sliding)
-    if isinstance(value, str):
-        return W.Text(value=value, **common)
-    return None
-
-
-def config_controls(
-    config_cls: type, include: Iterable[str] | None = None, config: Any = None
-) -> dict[str, W.ValueWidget]:
-    """One widget per field of the config dataclass ``config_cls``, built from its metadata
-    (see :func:`field_control`), as a dict name → widget.
-
-    ``include`` selects and orders the fields (default: every field that has a control; a listed
-    field without one raises ``ValueError``). Controls start at ``config``'s values (default: the
-    class defaults).
-    """
-    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
-        raise ValueError(f"config_cls = {config_cls!r} is not allowed: must be a dataclass type")
-    config = make_config(config_cls, config)
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    names = list(fields) if include is None else list(include)
-    unknown = [name for name in names if name not in fields]
-    if unknown:
-        raise ValueError(
-            f"include = {names!r} is not allowed: {', '.join(unknown)} not a field of "
-            f"{config_cls.__name__} (fields: {', '.join(fields)})"
-        )
-    controls: dict[str, W.ValueWidget] = {}
-    for name in names:
-        value = getattr(config, name)
-        control = field_control(config_cls, name, value, dict(fields[name].metadata))
-        if control is None and include is not None:
-            raise _field_error(config_cls, name, value, "only numbers, bools, str and choices do")
-        if control is not None:
-            controls[name] = control
-    return controls
-
-
-def result_summary(result: TrainResult, seconds: float, run: int) -> str:
-    """One status line for a finished run: episodes, mean return of the last 20, seconds, and
-    whether the run was interrupted."""
-    history = result.history
-    mean = (
-        f"last-20 mean return {history.recent_mean_return():.1f}"
-        if history.episodes
-        else "no episode finished"
-    )
-    line = f"run {run}: {len(history.episodes)} episodes · {mean} · {seconds:.1f} s"
-    return line + (" · stopped early — partial result kept" if result.interrupted else "")
-
-
-def config_class_of(train_fn: TrainFn) -> type:
-    """The config dataclass of the registered algorithm whose trainer is ``train_fn``;
-    ``ValueError`` for a function the registry does not know (pass its ``config_cls`` then)."""
-    algorithm = algorithm_of(train_fn)
-    if algorithm is None:
-        raise ValueError(
-            f"{getattr(train_fn, '__name__', train_fn)!r} is not a registered trainer "
-            "(rlteach.registry.ALGORITHMS): pass config_cls, the dataclass of its settings"
-        )
-    return algorithm.config_class()
-
-
-class TrainingPanel(W.VBox):
-    """Controls for a config, a Train button, a status line and a live plot of the run.
-
-    ``panel = TrainingPanel(train_ppo, include=["lr", "gamma", "total_steps"])``: the config class
-    is the algorithm's in the registry (:mod:`rlteach.registry`) unless ``config_cls`` is given.
-    Clicking Train (or calling :meth:`train`) builds the config with ``make_config`` from the
-    controls (fields without a control keep ``config``'s values, default the class defaults), runs
-    ``train_fn(config, callback=live)`` with a :class:`~rlteach.plots.LivePlot` drawing into the
-    panel's ``plot`` (an Output widget; what the trainer prints goes to ``output``), and keeps the
-    result in ``panel.result`` and ``panel.results`` (every run, to compare them). An invalid value
-    is reported in the status line; nothing is trained.
-
-    ``choices`` offers keyword arguments of ``train_fn`` that are not config fields, each as a
-    dropdown (name → allowed values, the first preselected), e.g. ``choices={"backend": ("local",
-    "ray", "torchrun")}`` for :func:`~rlteach.run_dppo`: Train then calls
-    ``train_fn(config, callback=live, backend=...)``.
-
-    Stopping: training runs in the kernel's main thread, so the panel cannot react to a click
-    while it runs; to stop early, interrupt the kernel (■). The trainer turns the interrupt into a
-    partial result (``result.interrupted``), which the panel keeps and says so.
-    """
-
-    def __init__(
-        self,
-        train_fn: TrainFn,
-        config_cls: type | None = None,
-        include: Iterable[str] | None = None,
-        title: str = "",
-        config: Any = None,
-        live_interval: float = 0.5,
-        draw: Callable[..., Figure] | None = None,
-        choices: Mapping[str, Sequence[object]] | None = None,
-    ) -> None:
-        self.train_fn = train_fn
-        self.draw = draw  # the live figure: plots.learning_dashboard unless given
-        config_cls = config_cls or config_class_of(train_fn)
-        self.config_cls = config_cls
-        self.base_config = make_config(config_cls, config)
-        self.title = title
-        self.live_interval = live_interval
-        self.controls = config_controls(config_cls, include, self.base_config)
-        self.choices = {
-            name: W.Dropdown(
-                options=list(allowed), value=allowed[0], description=name, style=_slider_style()
-            )
-            for name, allowed in (choices or {}).items()
-        }
-        self.button = W.Button(description="Train", button_style="primary", icon="play")
-        self.button.on_click(lambda _button: self.train())
-        self.status = W.Label()
-        self.plot = W.Output()  # the live figure of the run
-        self.output = W.Output()  # what the trainer prints, and its error if it fails
-        self.live: plots.LivePlot | None = None
-        self.result: TrainResult | None = None
-        self.results: list[TrainResult] = []
-        header = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
-        super().__init__(
-            [
-                *header,
-                W.HBox(
-                    [*self.controls.values(), *self.choices.values()],
-                    layout=W.Layout(flex_flow="row wrap"),
-                ),
-                W.HBox([self.button, self.status]),
-                W.HTML(f"<small>{html.escape(_HELP_STOP)}</small>"),
-                self.plot,
-                self.output,
-            ]
-        )
-
-    def values(self) -> dict[str, Any]:
-        """The controls' current values, name → value."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def train(self) -> TrainResult | None:
-        """Train once with the controls' values (what the button does) and return the result.
-
-        An invalid value returns None and says why in the status line. An exception from
-        ``train_fn`` is shown in the output area in a kernel (and None returned), raised elsewhere.
-        """
-        try:
-            config = make_config(self.config_cls, self.base_config, **self.values())
-        except ValueError as exc:
-            self._say(str(exc), error=True)
-            return None
-        self._say("training…")
-        self.button.disabled = True
-        try:
-            return self._run(config)
-        finally:
-            self.button.disabled = False
-
-    def _run(self, config: object) -> TrainResult | None:
-        self.plot.outputs = ()
-        self.live = plots.LivePlot(
-            title=self.title, min_interval=self.live_interval, draw=self.draw, output=self.plot
-        )
-        start = time.perf_counter()
-        with self.output:
-            self.output.clear_output()
-            try:
-                chosen = {name: control.value for name, control in self.choices.items()}
-                result = self.train_fn(config, callback=self.live, **chosen)
-            except Exception:
-                self._say("training failed: the error is shown below", error=True)
-                raise  # in a kernel the output area shows the traceback and swallows it
-            self.result = result
-            self.results.append(result)
-            self._say(result_summary(result, time.perf_counter() - start, len(self.results)))
-            self.live.close(result.history)
-            return result
-        return None  # reached only when a kernel's output area swallowed the error above
-
-    def _say(self, text: str, error: bool = False) -> None:
-        self.status.value = text
-        self.status.style.text_color = "#b00020" if error else None
 
 
 def distributed_explorer(steps: int = 600, rounds: int = 30) -> W.VBox:

@@ -21,6 +21,8 @@ def test_ppo_default_config_solves_cartpole_within_100k_steps(seed):
     assert result.config.total_steps == 100_000 and not result.interrupted
     assert result.history.updates[-1]["env_steps"] < 100_000 + 8 * 64  # one batch of overshoot
     assert greedy_mean(result) >= 475
+    # what a student watches (rlteach.show_episode): the greedy policy lasts to the time limit
+    assert rlteach.show_episode(result.policy, "CartPole-v1", seed=0).length == 500
 
 
 @pytest.mark.slow

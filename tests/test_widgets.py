@@ -7,7 +7,9 @@ import ipywidgets as W
 import numpy as np
 import pytest
 
+from rlteach import panel as training_panel
 from rlteach import plots, widgets
+from rlteach.algos.common import Interruptible
 from rlteach.config import make_config, setting
 from rlteach.history import History
 
@@ -35,20 +37,26 @@ class FakeResult:
 
 
 class FakeTrainer:
-    """Fills a History in a loop, calling back after every update, like the real trainers."""
+    """Fills a History in a loop, calling back after every update, like the real trainers: a
+    KeyboardInterrupt ends the loop and the result is partial, and the callback is called once
+    more at the end (as the distributed trainers do)."""
 
-    def __init__(self, updates=5, interrupted=False):
-        self.updates, self.interrupted, self.configs = updates, interrupted, []
+    def __init__(self, updates=5, interrupted=False, gain=10.0):
+        self.updates, self.interrupted, self.gain, self.configs = updates, interrupted, gain, []
 
     def __call__(self, config, callback=None):
         self.configs.append(config)
         history = History()
-        for u in range(self.updates):
-            history.log_update(env_steps=(u + 1) * 64, policy_objective=1.0 / (u + 1))
-            history.log_episodes([10.0 * u, 10.0 * u + 4], [20, 24], env_steps=(u + 1) * 64)
-            if callback is not None:
-                callback(history)
-        return FakeResult(None, history, config, self.interrupted)
+        with Interruptible() as run:
+            for u in range(self.updates):
+                steps = (u + 1) * 64
+                history.log_update(env_steps=steps, policy_objective=1.0 / (u + 1))
+                history.log_episodes([self.gain * u, self.gain * u + 4], [20, 24], env_steps=steps)
+                if callback is not None:
+                    callback(history)
+        if callback is not None:
+            callback(history)
+        return FakeResult(None, history, config, self.interrupted or run.interrupted)
 
 
 def test_each_field_gets_the_widget_its_metadata_asks_for():
@@ -104,9 +112,9 @@ def test_train_runs_the_trainer_with_the_controls_values_and_keeps_the_result():
     assert panel.status.value.startswith(
         f"run 1: 10 episodes · last-20 mean return {np.mean(returns[-20:]):.1f} · "
     )
-    assert panel.status.value.endswith(" s") and "stopped early" not in panel.status.value
+    assert panel.status.value.endswith(" s") and "stopped" not in panel.status.value
     assert isinstance(panel.live, plots.LivePlot) and panel.live.redraws >= 1
-    panel.button.click()  # the button does the same, and runs accumulate for comparison
+    panel.train_button.click()  # the button does the same, and runs accumulate for comparison
     assert len(panel.results) == 2 and panel.result is panel.results[1]
     assert panel.status.value.startswith("run 2: ")
 
@@ -134,7 +142,7 @@ def test_an_interrupted_run_keeps_the_partial_result_and_says_so():
     panel = widgets.TrainingPanel(FakeTrainer(updates=2, interrupted=True), ToyConfig)
     result = panel.train()
     assert panel.result is result and result.interrupted
-    assert panel.status.value.endswith("stopped early — partial result kept")
+    assert panel.status.value.endswith("stopped — partial result kept")
 
 
 def test_a_failing_trainer_is_reported_and_its_error_raised_outside_a_kernel():
@@ -145,14 +153,13 @@ def test_a_failing_trainer_is_reported_and_its_error_raised_outside_a_kernel():
     with pytest.raises(RuntimeError, match="boom"):
         panel.train()
     assert panel.status.value.startswith("training failed")
-    assert panel.result is None and not panel.button.disabled
+    assert panel.result is None and not panel.train_button.disabled
 
 
 def test_the_panel_tells_how_to_stop_a_run():
     panel = widgets.TrainingPanel(FakeTrainer(), ToyConfig, include=["lr"])
     texts = [c.value for c in panel.children if isinstance(c, W.HTML)]
-    assert any("interrupt the kernel" in t for t in texts)
-    assert "interrupt the kernel" in widgets.TrainingPanel.__doc__
+    assert any("Stop ends the run" in t and "■" in t for t in texts)
 
 
 def test_a_log_field_with_an_open_or_zero_end_spans_three_decades_around_its_value():
@@ -181,3 +188,139 @@ def test_choices_offer_keyword_arguments_of_the_trainer_that_are_not_config_fiel
     dropdown.value = "torchrun"
     panel.train()
     assert calls == ["local", "torchrun"] and "backend" not in panel.values()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop, progress, and the runs side by side
+
+
+class StopAfter(FakeTrainer):
+    """A trainer whose ``clicks``-th callback is preceded by a click on the panel's Stop button,
+    as a student's click is handled at the start of the panel's callback."""
+
+    def __init__(self, clicks, **kwargs):
+        super().__init__(**kwargs)
+        self.clicks, self.panel, self.seen = clicks, None, []
+
+    def __call__(self, config, callback=None):
+        def click_then_follow(history):
+            self.seen.append((self.panel.stop_button.disabled, self.panel.train_button.disabled))
+            if len(history.updates) == self.clicks:
+                self.panel.stop_button.click()
+            callback(history)
+
+        return super().__call__(config, callback=click_then_follow)
+
+
+def test_stop_ends_the_run_at_the_end_of_the_update_and_keeps_the_partial_result():
+    trainer = StopAfter(clicks=3, updates=50)
+    panel = widgets.TrainingPanel(trainer, ToyConfig)
+    trainer.panel = panel
+    result = panel.train()
+    assert result.interrupted and len(result.history.updates) == 3
+    assert panel.runs[0].result is result  # kept for the comparison
+    assert panel.status.value.endswith("stopped — partial result kept")
+    # while it ran, Stop was enabled and Train disabled; afterwards the other way round
+    assert trainer.seen[0] == (False, True)
+    assert panel.stop_button.disabled and not panel.train_button.disabled
+    # the trainer's last callback, after it stopped, did not raise again: the next run is whole
+    trainer.clicks = None
+    assert not panel.train().interrupted
+
+
+def test_stop_does_nothing_when_no_run_is_running():
+    panel = widgets.TrainingPanel(FakeTrainer(updates=4), ToyConfig)
+    panel.stop()  # the button is disabled; a call does nothing either
+    assert not panel.train().interrupted and panel.status.value.startswith("run 1:")
+
+
+def test_progress_shows_steps_rate_and_time_left_while_training():
+    seen = []
+
+    class Watched(FakeTrainer):
+        def __call__(self, config, callback=None):
+            def follow(history):
+                callback(history)
+                seen.append((panel.progress_bar.value, panel.progress.value))
+
+            return super().__call__(config, callback=follow)
+
+    panel = widgets.TrainingPanel(Watched(updates=5), ToyConfig)  # total_steps 2,000
+    panel.train()
+    fraction, text = seen[0]
+    assert fraction == pytest.approx(64 / 2_000)
+    assert text.startswith("64 / 2,000 env steps · ") and "steps/s" in text
+    assert [f for f, _ in seen[:5]] == pytest.approx([64 * k / 2_000 for k in range(1, 6)])
+
+
+def test_progress_measures_the_rate_between_the_first_and_the_last_update():
+    history = History()
+    for steps, t in ((100, 5.0), (1_100, 6.0), (2_100, 7.0)):  # 5 s of start-up, then 1,000/s
+        history.log_update(env_steps=steps, wall_time=t)
+    fraction, text = training_panel.progress(history, 10_100)
+    assert fraction == pytest.approx(2_100 / 10_100)
+    assert text == "2,100 / 10,100 env steps · 1,000 steps/s · about 8 s left"
+
+
+def test_each_run_is_kept_and_labelled_by_the_settings_that_differ_from_the_first():
+    panel = widgets.TrainingPanel(FakeTrainer(updates=30), ToyConfig, include=["gamma", "lr"])
+    panel.train()
+    panel.controls["gamma"].value = 0.5
+    panel.train()
+    panel.controls["gamma"].value = 0.99  # back to run 1's settings
+    panel.train()
+    first = panel.runs[0]
+    labels = [run.label(first) for run in panel.runs]
+    assert labels == ["run 1", "run 2: gamma = 0.5", "run 3: same settings"]
+    figure, table = panel.compare()
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == labels
+    assert [row[0] for row in table.rows] == labels and len(table.rows) == 3
+    assert table.headers == [
+        "run",
+        "env steps",
+        "seconds",
+        "last-20 mean return",
+        "env steps to 475",
+        "ended",
+    ]  # ToyConfig's env is CartPole-v1: gymnasium's threshold is 475
+    assert table.rows[0][1] == "1,920" and table.rows[0][-1] == "finished"
+
+
+def test_the_table_gives_steps_to_the_target_and_which_runs_were_stopped():
+    history = History()
+    history.log_update(env_steps=64)
+    history.log_episodes([500.0] * 20, [500] * 20, env_steps=64)
+    reached = training_panel.Run(1, {"lr": 1e-3}, FakeResult(None, history, None), 2.0)
+    stopped = training_panel.Run(2, {"lr": 1e-2}, FakeResult(None, History(), None, True), 1.0)
+    table = training_panel.runs_table([reached, stopped], target=475.0)
+    assert table.rows == [
+        ["run 1", "64", "2.0", "500.0", "64", "finished"],
+        ["run 2: lr = 0.01", "0", "1.0", "no episode yet", "not reached", "stopped"],
+    ]
+    assert "env steps to 475" not in training_panel.runs_table([reached], None).headers
+
+
+def test_clear_and_keep_best_act_on_the_runs_and_numbering_goes_on():
+    trainers = {"weak": FakeTrainer(updates=30, gain=1.0), "strong": FakeTrainer(updates=30)}
+    chosen = {"trainer": "weak"}
+
+    def trainer(config, callback=None):
+        return trainers[chosen["trainer"]](config, callback=callback)
+
+    panel = widgets.TrainingPanel(trainer, ToyConfig, include=["lr"])
+    assert panel.clear_button.disabled and panel.best_button.disabled  # no runs yet
+    panel.train()
+    chosen["trainer"] = "strong"
+    panel.train()
+    chosen["trainer"] = "weak"
+    panel.train()
+    assert not panel.best_button.disabled
+    panel.best_button.click()
+    assert [run.number for run in panel.runs] == [2]  # the highest last-20 mean return
+    panel.clear_button.click()
+    assert panel.runs == [] and panel.results == [] and panel.clear_button.disabled
+    panel.train()
+    assert [run.number for run in panel.runs] == [4]
+    with pytest.raises(ValueError, match="no runs"):
+        training_panel.best_run([])

@@ -1,14 +1,17 @@
 """DA3C and DPPO on the parameter server: they learn, record what happened, and end cleanly."""
 
+import gc
+
 import numpy as np
 import pytest
 
 import rlteach
 from rlteach.distributed import WorkerError
-from rlteach.distributed.da3c import run_da3c
+from rlteach.distributed.da3c import DA3CConfig, run_da3c
 from rlteach.distributed.dppo import run_dppo
+from rlteach.panel import TrainingPanel
 from tests.distributed import workers as W
-from tests.distributed.test_runtime import child_pids
+from tests.distributed.test_runtime import child_pids, leaked_shm_entries, shm_entries
 
 QUICK = dict(total_steps=1600, envs_per_worker=2, rollout_steps=32, eval_interval=0.5)
 
@@ -86,6 +89,29 @@ def test_an_interrupt_returns_the_partial_result():
     assert result.interrupted and 5 <= len(result.history.updates) < 100
     rlteach.evaluate(result.policy, "CartPole-v1", episodes=2)
     assert child_pids() == []
+
+
+def test_the_panels_stop_button_ends_a_distributed_run_and_leaves_nothing_behind():
+    """A student's click on Stop is handled in the panel's callback (``jupyter_ui_poll`` in a
+    kernel); here the click comes from a callback of the run itself, after five reports."""
+    panel = None
+
+    def da3c_with_a_click(config, callback):
+        def click_then_follow(history):
+            if len(history.updates) == 5:
+                panel.stop_button.click()
+            callback(history)
+
+        return run_da3c(config, callback=click_then_follow)
+
+    before = shm_entries()
+    config = DA3CConfig(**{**QUICK, "total_steps": 10**6})
+    panel = TrainingPanel(da3c_with_a_click, DA3CConfig, config=config)
+    result = panel.train()
+    assert result.interrupted and 5 <= len(result.history.updates) < 100
+    assert panel.status.value.endswith("stopped — partial result kept")
+    gc.collect()  # a run's semaphores go when its Cluster, in a reference cycle, is collected
+    assert child_pids() == [] and leaked_shm_entries(before) == set()
 
 
 def test_bad_arguments_fail_before_any_process_starts():

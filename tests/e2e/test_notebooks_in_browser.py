@@ -1,8 +1,9 @@
 """Every notebook runs in JupyterLab in a real Chromium and shows what a student should see: the
 ``rlteach`` kernel, no error output, every widget drawn by the widget front end (not its text repr,
-not "Error displaying widget"), the figures as images. The Train button of notebook 04's panel
-trains with the controls' values, its live plot changes while it runs, and the toolbar's interrupt
-stops the run and keeps the partial result.
+not "Error displaying widget"), the figures as images, and the agent's episodes as animations that
+play. The Train button of notebook 04's panel trains with the controls' values, its live plot and
+its progress change while it runs, its Stop button (or the toolbar's interrupt) stops the run and
+keeps the partial result, and a second run appears beside the first.
 
 A screenshot of each notebook after its run (also after a failure) is saved under ``build/e2e/``.
 """
@@ -14,6 +15,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from playwright.sync_api import expect
 
 from rlteach import checks
 
@@ -46,6 +48,9 @@ MIN_IMAGES = {
     "07_dppo": 5,
     "08_beyond_one_machine": 3,
 }
+# Animated episodes (rlteach.show_episode's GIFs) each notebook shows at least.
+MIN_ANIMATIONS = {"02_reinforce": 2, "04_ppo": 4, "06_da3c": 2}
+GIF = 'img[src^="data:image/gif"]'
 
 EXERCISES = {p.stem: sum(e.id[:2] == p.stem[:2] for e in checks.EXERCISES) for p in NOTEBOOKS}
 
@@ -220,6 +225,24 @@ def test_notebook_runs_in_jupyterlab_and_shows_no_error_every_widget_and_its_fig
         )
     else:
         assert checks_shown == 0, f"{path.name}: a solution did not run before its check"
+    animations = page.locator(f".jp-OutputArea-output {GIF}")
+    assert animations.count() >= MIN_ANIMATIONS.get(path.stem, 0), (
+        f"{path.name} shows {animations.count()} animated episodes, expected at least "
+        f"{MIN_ANIMATIONS.get(path.stem, 0)}"
+    )
+    if animations.count():
+        assert plays(animations.last), f"{path.name}: the last episode's animation does not play"
+
+
+def plays(image, looks: int = 4) -> bool:
+    """Whether the page shows different frames of ``image`` over a second (screenshots of the
+    element a quarter of a second apart)."""
+    image.scroll_into_view_if_needed()
+    shots = []
+    for _ in range(looks):
+        shots.append(image.screenshot())
+        image.page.wait_for_timeout(250)
+    return len(set(shots)) > 1
 
 
 def test_every_notebook_has_an_expected_figure_count():
@@ -236,6 +259,31 @@ CHECK_CELL = (
     "print(f'clip_eps={r.config.clip_eps!r} total_steps={r.config.total_steps} '\n"
     "      f'interrupted={r.interrupted} runs={len(panel.results)} updates={len(r.history.updates)}')"
 )
+
+
+def open_panel(page, lab):
+    """Open notebook 04, run its set-up cell (imports, fast-profile sizes) and its panel's cell,
+    and return the panel as the page shows it."""
+    open_notebook(page, lab, f"{PANEL_NOTEBOOK}.ipynb")
+    cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+    panel_cell = cells.filter(has_text="widgets.TrainingPanel(")
+    run_cell(page, cells.first)
+    run_cell(page, panel_cell)
+    wait_idle(page, "the set-up and panel cells to run")
+    return panel_cell.locator(".jp-OutputArea-output .widget-vbox").first
+
+
+def run_new_cell(page, code: str) -> str:
+    """Insert a code cell below the selected one, type ``code`` into it, run it and return the
+    text of its output."""
+    page.locator('.jp-NotebookPanel-toolbar [data-command="notebook:insert-cell-below"]').click()
+    page.locator(".jp-CodeCell.jp-mod-active .cm-content").click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+    wait_idle(page, "the new cell to run")
+    cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+    first_line = code.splitlines()[0]
+    return cells.filter(has_text=first_line).locator(".jp-OutputArea-output").inner_text()
 
 
 def control(panel, name: str):
@@ -264,15 +312,12 @@ def test_training_panel_trains_with_the_controls_shows_live_progress_and_stops_o
     page, lab
 ):
     with screenshot_at_the_end(page, f"{PANEL_NOTEBOOK}_training_panel"):
-        open_notebook(page, lab, f"{PANEL_NOTEBOOK}.ipynb")
-        cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
-        panel_cell = cells.filter(has_text="widgets.TrainingPanel(")
-        run_cell(page, cells.first)  # the set-up cell: imports, fast-profile sizes
-        run_cell(page, panel_cell)
-        wait_idle(page, "the set-up and panel cells to run")
-        panel = panel_cell.locator(".jp-OutputArea-output .widget-vbox").first
+        panel = open_panel(page, lab)
         train_row = panel.locator(".widget-hbox", has=page.get_by_role("button", name="Train"))
-        train, status = train_row.get_by_role("button"), train_row.locator(".widget-label")
+        train, status = (
+            train_row.get_by_role("button", name="Train"),
+            panel.locator(".rlteach-status"),
+        )
 
         # Move the clip-range slider five steps with the keyboard, as a student would.
         clip = control(panel, "clip_eps")
@@ -296,7 +341,7 @@ def test_training_panel_trains_with_the_controls_shows_live_progress_and_stops_o
 
         interrupt_kernel(page)
         page.wait_for_function(
-            "el => el.innerText.includes('stopped early — partial result kept')",
+            "el => el.innerText.includes('stopped — partial result kept')",
             arg=status.element_handle(),
             timeout=STEP_TIMEOUT * 1000,
         )
@@ -304,18 +349,83 @@ def test_training_panel_trains_with_the_controls_shows_live_progress_and_stops_o
         assert train.is_enabled(), "the Train button stays disabled after the run"
 
         # The kernel's record of the run: the slider's value, the typed steps, a partial result.
-        page.locator(
-            '.jp-NotebookPanel-toolbar [data-command="notebook:insert-cell-below"]'
-        ).click()
-        page.locator(".jp-CodeCell.jp-mod-active .cm-content").click()
-        page.keyboard.insert_text(CHECK_CELL)
-        page.keyboard.press("Shift+Enter")
-        wait_idle(page, "the check cell to run")
-        printed = cells.filter(has_text="r = panel.result").locator(".jp-OutputArea-output")
-        text = printed.inner_text()
+        text = run_new_cell(page, CHECK_CELL)
     found = dict(re.findall(r"(\w+)=(\S+)", text))
     # The readout shows the value to 4 significant digits (readout_format ".4g").
     assert float(found["clip_eps"]) == pytest.approx(float(clip_readout), rel=5e-4), text
     assert found["total_steps"] == str(STEPS_TO_TYPE), text
     assert found["interrupted"] == "True" and found["runs"] == "1", text
     assert int(found["updates"]) >= 2, text  # the live plot changed, so at least two updates ran
+
+
+STOP_WITHIN = 2.0  # seconds from the click on Stop to the status line saying so
+SECOND_RUN_STEPS = 4_096  # a run that ends by itself in a few seconds
+COMPARE_CELL = (
+    "figure, table = panel.compare()\n"
+    "print([t.get_text() for t in figure.axes[0].get_legend().get_texts()])"
+)
+
+
+def test_training_panel_stop_button_progress_and_two_runs_side_by_side(page, lab):
+    with screenshot_at_the_end(page, f"{PANEL_NOTEBOOK}_training_panel_stop"):
+        panel = open_panel(page, lab)
+        train = panel.get_by_role("button", name="Train")
+        stop = panel.get_by_role("button", name="Stop")
+        status, progress = panel.locator(".rlteach-status"), panel.locator(".rlteach-progress")
+        assert stop.is_disabled(), "Stop is enabled before any run"
+        steps = control(panel, "total_steps").locator("input")
+        steps.fill(str(STEPS_TO_TYPE))
+        steps.press("Tab")
+
+        train.click()
+        first = wait_for_text(progress, lambda t: "env steps" in t, "the progress to show")
+        wait_for_text(progress, lambda t: t != first, "the progress to move")
+        assert "steps/s" in progress.inner_text() and stop.is_enabled()
+
+        stop.click()
+        clicked = time.monotonic()
+        page.wait_for_function(
+            "el => el.innerText.includes('stopped — partial result kept')",
+            arg=status.element_handle(),
+            timeout=STEP_TIMEOUT * 1000,
+        )
+        took = time.monotonic() - clicked
+        print(f"Stop: the status said so {took:.2f} s after the click")
+        assert took <= STOP_WITHIN, f"the run stopped {took:.1f} s after the click on Stop"
+        expect(train).to_be_enabled(timeout=STEP_TIMEOUT * 1000)  # once the figures are drawn
+        expect(stop).to_be_disabled()
+
+        # A second run with two other settings: it appears beside the first.
+        clip = control(panel, "clip_eps")
+        clip.locator(".noUi-handle").focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        steps.fill(str(SECOND_RUN_STEPS))
+        steps.press("Tab")
+        train.click()
+        page.wait_for_function(
+            "el => el.innerText.startsWith('run 2:')",
+            arg=status.element_handle(),
+            timeout=STEP_TIMEOUT * 1000,
+        )
+        rows = panel.locator(".rlteach-runs table tbody tr")
+        wait_for_text(rows.last, lambda t: t.startswith("run 2:"), "the second row of runs")
+        labels = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+        comparison_images = panel.locator(".rlteach-runs img").count()
+
+        legend_text = run_new_cell(page, COMPARE_CELL)  # also: the kernel runs cells again
+    assert len(labels) == 2 and labels[0] == "run 1", labels
+    assert "clip_eps = " in labels[1] and f"total_steps = {SECOND_RUN_STEPS}" in labels[1], labels
+    assert comparison_images == 1, "the panel does not show the figure of its runs"
+    assert legend_text.strip() == repr(labels), (legend_text, labels)
+
+
+def wait_for_text(element, accept, what: str) -> str:
+    """Poll ``element``'s text until ``accept(text)``; return it, or fail after STEP_TIMEOUT."""
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline:
+        text = element.inner_text() if element.count() else ""
+        if accept(text):
+            return text
+        element.page.wait_for_timeout(200)
+    pytest.fail(f"waited {STEP_TIMEOUT} s for {what}")
