@@ -35,6 +35,7 @@ __all__ = [
     "returns_to_go",
     "td_residuals",
     "truncation_targets",
+    "vtrace",
 ]
 
 
@@ -115,6 +116,73 @@ def gae(
         deltas, _continues(terminated, truncated, deltas) * (gamma * lam)
     )
     return adv, adv + values
+
+
+def vtrace(
+    behaviour_logp: Tensor,
+    target_logp: Tensor,
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    rho_bar: float = 1.0,
+    c_bar: float = 1.0,
+    lam: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, notebook 09) for data
+    that a behaviour policy μ collected and a target policy π learns from, with the episode ends
+    of :func:`gae`.
+
+    With the importance ratio π(a_t|s_t)/μ(a_t|s_t) = exp(target_logp − behaviour_logp),
+    ρ_t = min(ρ̄, π/μ) and c_t = λ · min(c̄, π/μ)::
+
+        vs_t − V(s_t) = δ_t + γ c_t (1 − term_t)(1 − trunc_t) (vs_{t+1} − V(s_{t+1})),
+        δ_t = ρ_t (r_t + γ (1 − term_t) V(s_{t+1}) − V(s_t)),        V(s_{t+1}) = next_values[t],
+
+    the recursion stopping at a termination, a truncation and the end of the batch (like GAE's
+    trace), and::
+
+        pg_adv_t = ρ_t (r_t + γ v_{t+1} − V(s_t)),
+
+    with v_{t+1} = vs_{t+1} inside an episode, ``next_values[t]`` at a truncation or the batch's
+    last row, and 0 after a termination. On-policy data (π = μ) with ρ̄, c̄ ≥ 1 and λ = 1 gives
+    the returns of :func:`gae` with λ = 1: vs = ret and pg_adv = adv.
+
+    Args:
+        behaviour_logp, target_logp: ``[T, N]`` float, log μ(a_t|s_t) and log π(a_t|s_t).
+        rewards, values, next_values: ``[T, N]`` float, as in :func:`td_residuals`.
+        terminated, truncated: ``[T, N]`` bool.
+        gamma: discount in [0, 1].
+        rho_bar, c_bar: truncation levels ρ̄ and c̄, > 0 (``math.inf``: no truncation).
+        lam: λ in [0, 1], the trace's extra decay.
+
+    Returns:
+        ``(vs, pg_adv)``, both ``[T, N]``: the value targets and the policy-gradient advantages.
+    """
+    _check_batch(
+        behaviour_logp=behaviour_logp,
+        target_logp=target_logp,
+        rewards=rewards,
+        values=values,
+        next_values=next_values,
+        terminated=terminated,
+        truncated=truncated,
+    )
+    _check_unit_interval("lam", lam)
+    for name, level in (("rho_bar", rho_bar), ("c_bar", c_bar)):
+        if isinstance(level, bool) or not isinstance(level, Real) or not level > 0:
+            raise ValueError(
+                f"{name} must be a number > 0 (math.inf: no truncation), got {level!r}"
+            )
+    ratio = torch.exp(target_logp - behaviour_logp)
+    rho, c = ratio.clamp(max=rho_bar), lam * ratio.clamp(max=c_bar)
+    deltas = rho * td_residuals(rewards, values, next_values, terminated, gamma)
+    vs = values + _backward_discounted_sum(deltas, gamma * c * _continues(terminated, truncated, c))
+    after = torch.where(_episode_ends(terminated, truncated), next_values, _ahead(vs, 1))
+    pg_adv = rho * (rewards + gamma * after * ~terminated - values)
+    return vs, pg_adv
 
 
 def returns_to_go(

@@ -338,3 +338,103 @@ def test_returns_to_go_and_normalize_reject_bad_arguments():
         A.normalize(torch.ones(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"^eps "):
         A.normalize(b["rewards"], eps="small")
+
+
+# ---------------------------------------------------------------- V-trace (notebook 09)
+
+
+def ref_vtrace(batch, gamma, rho_bar, c_bar, lam):
+    """Espeholt et al.'s forward sum within the episode [s, e] containing t:
+    vs_t = V(s_t) + Σ_{k=t}^{e} γ^{k−t} (Π_{i=t}^{k−1} c_i) δ_k,  δ_k = ρ_k (r_k + γ V' − V(s_k)),
+    and pg_adv_t = ρ_t (r_t + γ v_{t+1} − V(s_t)), v_{t+1} = vs_{t+1} before e, else the
+    bootstrap of step e (0 after a termination)."""
+    T, N = batch["rewards"].shape
+    vs = [[0.0] * N for _ in range(T)]
+    pg = [[0.0] * N for _ in range(T)]
+    for j, c in _columns(batch):
+        ratio = [
+            math.exp(p - q) for p, q in zip(c["target_logp"], c["behaviour_logp"], strict=True)
+        ]
+        rho = [min(rho_bar, x) for x in ratio]
+        trace = [lam * min(c_bar, x) for x in ratio]
+
+        def bootstrap(u, c=c):
+            return 0.0 if c["terminated"][u] else c["next_values"][u]
+
+        def delta(u, c=c, rho=rho):
+            return rho[u] * (c["rewards"][u] + gamma * bootstrap(u) - c["values"][u])
+
+        for start, end in _episodes(c["terminated"], c["truncated"]):
+            for t in range(start, end + 1):
+                total = 0.0
+                for k in range(t, end + 1):
+                    total += gamma ** (k - t) * math.prod(trace[t:k]) * delta(k)
+                vs[t][j] = c["values"][t] + total
+            for t in range(start, end + 1):
+                after = vs[t + 1][j] if t < end else bootstrap(t)
+                pg[t][j] = rho[t] * (c["rewards"][t] + gamma * after - c["values"][t])
+    return torch.tensor(vs, dtype=torch.float64), torch.tensor(pg, dtype=torch.float64)
+
+
+def off_policy(batch, seed, spread=0.7):
+    """``batch`` with log-probabilities of a behaviour and a target policy that differ, so the
+    ratios π/μ spread on both sides of 1 and of the truncation levels."""
+    g = torch.Generator().manual_seed(seed)
+    shape = batch["rewards"].shape
+    behaviour = -torch.rand(shape, generator=g, dtype=torch.float64) * 2
+    target = behaviour + spread * torch.randn(shape, generator=g, dtype=torch.float64)
+    return {**batch, "behaviour_logp": behaviour, "target_logp": target}
+
+
+def vtrace_of(b, gamma, **levels):
+    return A.vtrace(
+        b["behaviour_logp"], b["target_logp"], b["rewards"], b["values"], b["next_values"],
+        b["terminated"], b["truncated"], gamma, **levels,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("T,N", SHAPES)
+@pytest.mark.parametrize(
+    "rho_bar,c_bar,lam",
+    [(1.0, 1.0, 1.0), (2.0, 0.5, 0.9), (math.inf, math.inf, 1.0), (1.0, 1.0, 0.0)],
+)
+def test_vtrace_matches_the_forward_sums_with_random_episode_ends(T, N, rho_bar, c_bar, lam):
+    b = off_policy(random_batch(T, N, seed=T + N), seed=N)
+    got = vtrace_of(b, 0.97, rho_bar=rho_bar, c_bar=c_bar, lam=lam)
+    expected = ref_vtrace(b, 0.97, rho_bar, c_bar, lam)
+    for name, x, y in zip(("vs", "pg_adv"), got, expected, strict=True):
+        torch.testing.assert_close(x, y, atol=TOL, rtol=0, msg=name)
+
+
+def test_vtrace_matches_the_forward_sums_at_the_edge_cases():
+    b = off_policy(edge_batch(), seed=3)
+    got, expected = vtrace_of(b, 0.9, rho_bar=1.5), ref_vtrace(b, 0.9, 1.5, 1.0, 1.0)
+    for x, y in zip(got, expected, strict=True):
+        torch.testing.assert_close(x, y, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_on_policy_vtrace_without_truncation_is_the_lambda_one_return(seed):
+    """π = μ and ρ̄, c̄ ≥ 1: every ratio is 1, so vs is the n-step return to the episode's end (or
+    the batch's, bootstrapped there) and pg_adv is GAE's advantage at λ = 1."""
+    b = consistent_batch(30, 4, seed)
+    b = {**b, "behaviour_logp": torch.zeros(30, 4, dtype=torch.float64)}
+    b["target_logp"] = b["behaviour_logp"].clone()
+    vs, pg_adv = vtrace_of(b, 0.99, rho_bar=math.inf, c_bar=math.inf)
+    torch.testing.assert_close(vs, nstep_of(b, 0.99, n=1000), atol=TOL, rtol=0)
+    torch.testing.assert_close(pg_adv, gae_of(b, 0.99, 1.0)[0], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "levels, message",
+    [
+        (dict(rho_bar=0.0), "rho_bar"),
+        (dict(c_bar=-1.0), "c_bar"),
+        (dict(rho_bar=True), "rho_bar"),
+        (dict(lam=1.5), "lam"),
+    ],
+)
+def test_vtrace_rejects_bad_levels(levels, message):
+    b = off_policy(random_batch(5, 2, seed=0), seed=0)
+    with pytest.raises(ValueError, match=message):
+        vtrace_of(b, 0.9, **levels)
