@@ -4,7 +4,7 @@ run's progress, and every run of the session side by side.
 ``panel = TrainingPanel(rlteach.train_ppo, include=["lr", "clip_eps", "total_steps"])`` shows one
 control per chosen config field (:func:`config_controls`, from the fields' metadata), a Train and a
 Stop button, a progress line, the live figure of the running run, and the comparison of all runs:
-their learning curves in one plot, each labelled by the settings that differ from the first run,
+their learning curves in one plot, each labelled by the settings that differ from the session's run 1,
 and a table of runs. ``panel.runs`` gives them to code.
 
 How Stop works while training runs in the kernel's main thread: the trainer calls the panel after
@@ -40,8 +40,10 @@ Poll = Callable[[int], None]  # poll(n): handle up to n pending widget events
 
 _SLIDER_STEPS = 100
 _HELP_STOP = (
-    "Stop ends the run at the end of the update in progress and keeps what it has learned; the "
-    "kernel's ■ (or I, I) does the same. Each run is added to the comparison below."
+    "Stop ends the run at the end of the update in progress and keeps what it has learned (the "
+    "kernel's ■ in the toolbar does the same). Each run joins the comparison below, labelled by "
+    "the settings that differ from run 1's. One run per setting is one seed: change the seed "
+    "and run again before you conclude that a setting is better."
 )
 
 
@@ -200,16 +202,22 @@ class Run:
         """Mean of the last 20 training returns; NaN before the first episode ends."""
         return self.history.recent_mean_return() if self.history.episodes else math.nan
 
-    def changes(self, first: Run) -> dict[str, Any]:
-        """The settings whose value differs from ``first``'s, name → this run's value."""
-        return {k: v for k, v in self.settings.items() if first.settings.get(k) != v}
+    def changes(self, reference: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings whose value, as a label shows it (:func:`format_value`), differs from
+        ``reference``'s: name → this run's value."""
+        return {
+            k: v
+            for k, v in self.settings.items()
+            if k not in reference or format_value(v) != format_value(reference[k])
+        }
 
-    def label(self, first: Run) -> str:
-        """``"run 2: lr = 0.001"``: the number and the settings that differ from ``first``'s
-        (``"run 1"`` for ``first`` itself, ``"run 3: same settings"`` when none differs)."""
-        if self is first:
-            return f"run {self.number}"
-        changed = ", ".join(f"{k} = {format_value(v)}" for k, v in self.changes(first).items())
+    def label(self, reference: Mapping[str, Any]) -> str:
+        """``"run 2: lr = 0.001"``: the number and the settings that differ from ``reference``,
+        the settings of the session's run 1 (``"run 1"`` for that run, ``"run 3: same settings"``
+        for another run without a difference)."""
+        changed = ", ".join(f"{k} = {format_value(v)}" for k, v in self.changes(reference).items())
+        if self.number == 1 and not changed:
+            return "run 1"
         return f"run {self.number}: {changed or 'same settings'}"
 
 
@@ -227,16 +235,19 @@ def best_run(runs: Sequence[Run], target: float | None = None) -> Run:
     return min(runs, key=rank)
 
 
-def runs_table(runs: Sequence[Run], target: float | None) -> plots.Table:
-    """One row per run: its label, env steps, seconds, final return, env steps to ``target``
-    (a level of the last-20 mean return; "not reached" when it was not; no column when None) and
-    whether it was stopped before ``total_steps``."""
-    headers = ["run", "env steps", "seconds", "last-20 mean return"]
-    headers += [] if target is None else [f"env steps to {target:g}"]
+def runs_table(
+    runs: Sequence[Run], target: float | None, reference: Mapping[str, Any]
+) -> plots.Table:
+    """One row per run: its label (:meth:`Run.label` against ``reference``), env steps, seconds,
+    the mean of its last 20 training returns (sampled actions, not a greedy evaluation), the env
+    steps until that mean first reached ``target`` ("not reached" when it did not; no column when
+    ``target`` is None) and whether it was stopped before ``total_steps``."""
+    headers = ["run", "env steps", "seconds", "last-20 mean training return"]
+    headers += [] if target is None else [f"env steps until last-20 mean ≥ {target:g}"]
     headers.append("ended")
     rows = []
     for run in runs:
-        row: list[object] = [run.label(runs[0]), f"{run.env_steps:,}", f"{run.seconds:.1f}"]
+        row: list[object] = [run.label(reference), f"{run.env_steps:,}", f"{run.seconds:.1f}"]
         row.append("no episode yet" if math.isnan(run.final_return) else f"{run.final_return:.1f}")
         if target is not None:
             reached = steps_to(run.history, target)
@@ -273,6 +284,15 @@ def progress(history: History, total_steps: int | None) -> tuple[float, str]:
     left = (total_steps - steps) / rate if rate > 0 else math.inf
     when = "" if math.isinf(left) else f" · about {left:.0f} s left"
     return done, f"{steps:,} / {total_steps:,} env steps · {rate:,.0f} steps/s{when}"
+
+
+def ended(run: Run, total_steps: int | None) -> str:
+    """The progress line once ``run`` has ended: ``"done: 100,352 env steps in 12.3 s"`` or
+    ``"stopped at 12,288 / 100,000 env steps, after 3.1 s"``."""
+    if run.result.interrupted:
+        budget = f" / {total_steps:,}" if total_steps else ""
+        return f"stopped at {run.env_steps:,}{budget} env steps, after {run.seconds:.1f} s"
+    return f"done: {run.env_steps:,} env steps in {run.seconds:.1f} s"
 
 
 @contextlib.contextmanager
@@ -329,10 +349,11 @@ class TrainingPanel(W.VBox):
     "ray", "torchrun")}`` for :func:`~rlteach.run_dppo`.
 
     The comparison below the live figure shows every run's learning curve, labelled by the
-    settings that differ from the first run's, and a table (:func:`runs_table`) with the env steps
-    to ``target`` (default: the env's ``reward_threshold``, 475 for CartPole-v1; no column when
-    the env has none). Clear runs
-    empties it; Keep best keeps :func:`best_run`.
+    settings that differ from the session's run 1 (``reference``), and a table
+    (:func:`runs_table`) with the env steps to ``target`` (default: the env's
+    ``reward_threshold``, 475 for CartPole-v1; no column when the env has none). Clear runs
+    empties it; Keep best keeps :func:`best_run`. Labels compare with run 1 even once it is
+    cleared.
     """
 
     POLL_EVENTS = 10  # widget events handled per trainer callback
@@ -367,6 +388,7 @@ class TrainingPanel(W.VBox):
         self.result: TrainResult | None = None
         self.runs: list[Run] = []
         self._numbered = 0  # runs trained in this session, cleared ones included
+        self.reference: dict[str, Any] = {}  # the settings of run 1, which labels compare with
         self._stop = ""  # "" | "asked": the Stop button was clicked | "sent": the run was told
         self._build_widgets()
 
@@ -436,7 +458,7 @@ class TrainingPanel(W.VBox):
             return
         self._stop = "asked"
         self.stop_button.disabled = True
-        self._say("stopping at the end of this update…")
+        self._say("stopping at the end of the update in progress…")
 
     def _train(self, from_click: bool) -> TrainResult | None:
         try:
@@ -454,6 +476,8 @@ class TrainingPanel(W.VBox):
 
     def _set_running(self, running: bool) -> None:
         self._stop = ""
+        if running:
+            self.progress_bar.value, self.progress.value = 0.0, "starting…"
         self.train_button.disabled = running
         self.stop_button.disabled = not running
         self.clear_button.disabled = self.best_button.disabled = running or not self.runs
@@ -484,11 +508,14 @@ class TrainingPanel(W.VBox):
                 self._say("training failed: the error is shown below", error=True)
                 raise  # in a kernel the output area shows the traceback and swallows it
             self._numbered += 1
+            self.reference = self.reference or settings
             self.result = result
-            self.runs.append(Run(self._numbered, settings, result, time.perf_counter() - start))
-            self._say(result_summary(result, self.runs[-1].seconds, self._numbered))
+            run = Run(self._numbered, settings, result, time.perf_counter() - start)
+            self.runs.append(run)
+            self._say(result_summary(result, run.seconds, run.number))
             self.live.close(result.history)
             self._show_progress(result.history, total)
+            self.progress.value = ended(run, total)
             self._show_comparison()
             return result
         return None  # reached only when a kernel's output area swallowed the error above
@@ -503,12 +530,11 @@ class TrainingPanel(W.VBox):
         with :meth:`Run.label`, and :func:`runs_table`."""
         if not self.runs:
             raise ValueError("there are no runs to compare yet: press Train")
-        first = self.runs[0]
         curves: dict[str, History | Sequence[History]] = {
-            run.label(first): run.history for run in self.runs
+            run.label(self.reference): run.history for run in self.runs
         }
         figure = plots.learning_curves(curves, title=f"{self.title or 'runs'}: every run")
-        return figure, runs_table(self.runs, self.target)
+        return figure, runs_table(self.runs, self.target, self.reference)
 
     def clear(self) -> None:
         """Forget every run (Clear runs); numbering goes on."""

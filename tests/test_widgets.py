@@ -9,7 +9,7 @@ import pytest
 
 from rlteach import panel as training_panel
 from rlteach import plots, widgets
-from rlteach.algos.common import Interruptible
+from rlteach.algos.common import Interruptible, last_callback
 from rlteach.config import make_config, setting
 from rlteach.history import History
 
@@ -54,8 +54,7 @@ class FakeTrainer:
                 history.log_episodes([self.gain * u, self.gain * u + 4], [20, 24], env_steps=steps)
                 if callback is not None:
                     callback(history)
-        if callback is not None:
-            callback(history)
+        last_callback(callback, history)
         return FakeResult(None, history, config, self.interrupted or run.interrupted)
 
 
@@ -220,12 +219,35 @@ def test_stop_ends_the_run_at_the_end_of_the_update_and_keeps_the_partial_result
     assert result.interrupted and len(result.history.updates) == 3
     assert panel.runs[0].result is result  # kept for the comparison
     assert panel.status.value.endswith("stopped — partial result kept")
+    assert panel.progress.value.startswith("stopped at 192 / 2,000 env steps, after ")
     # while it ran, Stop was enabled and Train disabled; afterwards the other way round
     assert trainer.seen[0] == (False, True)
     assert panel.stop_button.disabled and not panel.train_button.disabled
     # the trainer's last callback, after it stopped, did not raise again: the next run is whole
     trainer.clicks = None
     assert not panel.train().interrupted
+
+
+def test_a_stop_handled_after_the_last_update_leaves_the_finished_run_whole():
+    """The distributed trainers call back once more after their loop; a Stop handled there comes
+    too late to cut anything, and the run is kept as it finished."""
+    calls = []
+
+    class ClickAfterTheLoop(FakeTrainer):
+        def __call__(self, config, callback=None):
+            def follow(history):
+                calls.append(len(history.updates))
+                if len(calls) == self.updates + 1:  # the call after the loop
+                    panel.stop_button.click()
+                callback(history)
+
+            return super().__call__(config, callback=follow)
+
+    panel = widgets.TrainingPanel(ClickAfterTheLoop(updates=4), ToyConfig)
+    result = panel.train()
+    assert calls == [1, 2, 3, 4, 4] and not result.interrupted
+    assert panel.runs[0].result is result and "stopped" not in panel.status.value
+    assert panel.progress.value.startswith("done: 256 env steps in ")
 
 
 def test_stop_does_nothing_when_no_run_is_running():
@@ -270,7 +292,8 @@ def test_each_run_is_kept_and_labelled_by_the_settings_that_differ_from_the_firs
     panel.controls["gamma"].value = 0.99  # back to run 1's settings
     panel.train()
     first = panel.runs[0]
-    labels = [run.label(first) for run in panel.runs]
+    labels = [run.label(panel.reference) for run in panel.runs]
+    assert panel.reference == first.settings == {"gamma": 0.99, "lr": 3e-4}
     assert labels == ["run 1", "run 2: gamma = 0.5", "run 3: same settings"]
     figure, table = panel.compare()
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
@@ -280,8 +303,8 @@ def test_each_run_is_kept_and_labelled_by_the_settings_that_differ_from_the_firs
         "run",
         "env steps",
         "seconds",
-        "last-20 mean return",
-        "env steps to 475",
+        "last-20 mean training return",
+        "env steps until last-20 mean ≥ 475",
         "ended",
     ]  # ToyConfig's env is CartPole-v1: gymnasium's threshold is 475
     assert table.rows[0][1] == "1,920" and table.rows[0][-1] == "finished"
@@ -293,12 +316,13 @@ def test_the_table_gives_steps_to_the_target_and_which_runs_were_stopped():
     history.log_episodes([500.0] * 20, [500] * 20, env_steps=64)
     reached = training_panel.Run(1, {"lr": 1e-3}, FakeResult(None, history, None), 2.0)
     stopped = training_panel.Run(2, {"lr": 1e-2}, FakeResult(None, History(), None, True), 1.0)
-    table = training_panel.runs_table([reached, stopped], target=475.0)
+    table = training_panel.runs_table([reached, stopped], 475.0, reached.settings)
     assert table.rows == [
         ["run 1", "64", "2.0", "500.0", "64", "finished"],
         ["run 2: lr = 0.01", "0", "1.0", "no episode yet", "not reached", "stopped"],
     ]
-    assert "env steps to 475" not in training_panel.runs_table([reached], None).headers
+    headers = training_panel.runs_table([reached], None, reached.settings).headers
+    assert not any("475" in h for h in headers)
 
 
 def test_clear_and_keep_best_act_on_the_runs_and_numbering_goes_on():
@@ -322,5 +346,6 @@ def test_clear_and_keep_best_act_on_the_runs_and_numbering_goes_on():
     assert panel.runs == [] and panel.results == [] and panel.clear_button.disabled
     panel.train()
     assert [run.number for run in panel.runs] == [4]
+    assert panel.runs[0].label(panel.reference) == "run 4: same settings"  # still against run 1
     with pytest.raises(ValueError, match="no runs"):
         training_panel.best_run([])

@@ -177,6 +177,15 @@ class Interruptible(contextlib.AbstractContextManager):
         return False
 
 
+def last_callback(callback: Callable[[History], None] | None, history: History) -> None:
+    """Call ``callback(history)`` once more after the run has ended (a live plot then shows its
+    end). An interrupt raised there — the kernel's ■, or a panel's Stop handled late — has
+    nothing left to stop: it is swallowed, and the finished run is returned as it is."""
+    if callback is not None:
+        with Interruptible():
+            callback(history)
+
+
 def one_thread() -> None:
     """One torch thread: small networks never gain from more and lose when the cores are busy."""
     torch.set_num_threads(1)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from rlteach.algos.common import TrainResult, build_agent, one_thread
+from rlteach.algos.common import TrainResult, build_agent, last_callback, one_thread
 from rlteach.algos.ppo import ADAM_EPS
 from rlteach.distributed.configs import DA3CConfig, DPPOConfig
 from rlteach.distributed.runtime import Cluster, ClusterBase
@@ -250,8 +250,7 @@ def run_on_parameter_server(
     )
     if cfg.eval_interval:  # the final θ too: a run shorter than eval_interval still gets one
         recorder.evaluate(outcome.params, outcome.version)
-    if callback is not None:
-        callback(history)
+    last_callback(callback, history)
     return TrainResult(policy, history, cfg, interrupted=outcome.interrupted)
 
 

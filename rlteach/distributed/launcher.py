@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rlteach import checkpoint
-from rlteach.algos.common import TrainResult, build_agent
+from rlteach.algos.common import TrainResult, build_agent, last_callback
 from rlteach.config import make_config
 from rlteach.distributed.allreduce import PeerFailure, check_launch, import_env_fn
 from rlteach.distributed.configs import COLLECTIVE_TIMEOUT, DPPOConfig, LaunchOptions
@@ -214,8 +214,7 @@ def supervise(
         raise rank_failure(files, process.returncode)
     result = load_result(files.checkpoint, interrupted=False)
     result.history.meta["torchrun_seconds"] = time.monotonic() - start
-    if callback is not None:
-        callback(result.history)
+    last_callback(callback, result.history)
     return result
 
 

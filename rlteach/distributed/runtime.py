@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -265,9 +267,10 @@ class Cluster(ClusterBase):
         deadline = time.perf_counter() + block
         while True:
             try:
-                kind, worker, payload = self.events.get(
-                    timeout=max(0.0, deadline - time.perf_counter())
-                )
+                with held_interrupt():  # an event read whole, or not at all
+                    kind, worker, payload = self.events.get(
+                        timeout=max(0.0, deadline - time.perf_counter())
+                    )
             except (queue.Empty, EOFError, OSError, ValueError):
                 return
             self._dispatch(kind, worker, payload)
@@ -315,11 +318,36 @@ class Cluster(ClusterBase):
         results but not raising: used while stopping."""
         while True:
             try:
-                kind, worker, payload = self.events.get_nowait()
+                with held_interrupt():
+                    kind, worker, payload = self.events.get_nowait()
             except (queue.Empty, EOFError, OSError, ValueError):
                 return
             if kind != "error" and hasattr(self, "_results"):
                 self._dispatch(kind, worker, payload)
+
+
+class held_interrupt:
+    """``with held_interrupt():`` — a SIGINT (the kernel's ■) that arrives inside the block is held
+    until the block ends and raised there as ``KeyboardInterrupt``. It guards the reading of one
+    message from a queue: an interrupt in the middle of the read would leave the pipe half read
+    and every later message garbled (an ``UnpicklingError`` while the run stops). The message read
+    when the interrupt is raised is dropped: the run is being interrupted. Outside the main
+    thread, where no signal handler can be set, it does nothing."""
+
+    def __enter__(self) -> held_interrupt:
+        self.caught, self.installed = False, threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self.caught = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:  # a handler set outside Python reads as None: Python's own replaces it
+            signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+        if self.caught:
+            raise KeyboardInterrupt
 
 
 NOT_STARTED = (

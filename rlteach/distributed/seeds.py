@@ -1,12 +1,19 @@
-"""Independent seeds of one trainer, run side by side in worker processes (every notebook's
-multi-seed comparison): :func:`run_seeds`.
+"""Independent seeds of one single-process trainer, run side by side in worker processes (the
+multi-seed comparisons of notebooks 02–04): :func:`run_seeds`.
 
-How: a :class:`~rlteach.distributed.runtime.Cluster` whose parameter server stays idle. Worker
+On a 2-core machine 3 processes finish 3 seeds sooner than 2: each run has one torch thread, and
+with 2 processes one of them runs two seeds in turn, while 3 processes share the 2 cores and end
+together. Measured with default PPO on CartPole (benchmarks/run_seeds.py, table in
+benchmarks/README.md): 0.58 × the sequential time with 3 processes, 0.79 × with 2. By default there
+is therefore one process per seed, at most 2 per core.
+
+Implementation: a :class:`~rlteach.distributed.runtime.Cluster` whose parameter server stays idle. Worker
 ``w`` of ``P`` runs its share of the seeds, ``seeds[w::P]``, one after the other, and reports each
 finished result at once (``ctx.report``), so an interrupt keeps every seed that finished, also on a
 worker that still had seeds to run. Why a Cluster rather than a pool of its own: the Cluster
-already has everything a pool would need, tested — workers forked in milliseconds from the fork
-server that has imported torch, one torch thread each, notebook-defined functions sent by value
+already has everything a pool would need, tested — workers forked from the fork server that has
+imported torch (a worker's first run still imports what torch loads lazily, about 2 s of CPU),
+one torch thread each, notebook-defined functions sent by value
 (dill), a worker's exception or silent death turned into a :class:`WorkerError` with its
 traceback, the kernel interrupt turned into a partial result, every process stopped (ask,
 terminate, kill) and its queue drained, a timeout on every wait. What it costs: one server
@@ -14,12 +21,6 @@ process that sleeps on a semaphore (it wakes every 50 ms) and a one-number θ. W
 the split is fixed in advance, where a pool would hand the next seed to whichever process is free;
 the two are the same when the runs take equally long, as runs of one config with different seeds
 do (to within the noise of the machine).
-
-On a 2-core machine 3 processes finish 3 seeds sooner than 2: each run has one torch thread, and
-with 2 processes one of them runs two seeds, about 2 × the time of one run, against about 1.5 ×
-when 3 processes share the 2 cores. Measured with default PPO on CartPole (benchmarks/run_seeds.py,
-table in benchmarks/README.md): 0.58 × the sequential time with 3 processes, 0.79 × with 2. By
-default there is therefore one process per seed, at most 2 per core.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class SeedError(WorkerError):
 
 
 def print_finished(seed: int, result: object, seconds: float) -> None:
-    """The default ``on_result``: one line per finished seed."""
+    """An ``on_result`` that prints one line per finished seed."""
     print(f"seed {seed} finished in {seconds:.1f} s", flush=True)
 
 
@@ -59,7 +60,7 @@ def run_seeds(
     seeds: Iterable[int],
     processes: int | None = None,
     timeout: float | None = None,
-    on_result: OnResult | None = print_finished,
+    on_result: OnResult | None = None,
     **config: Any,
 ) -> list[R]:
     """Run ``train_fn(seed=s, **config)`` for every seed ``s``, side by side in worker processes;
@@ -78,8 +79,8 @@ def run_seeds(
     module docstring). Process ``w`` runs ``seeds[w::processes]`` one after the other. Each
     process spends a second or two on imports before its first run: for runs of a few seconds, a
     plain loop is as fast.
-    ``on_result(seed, result, seconds)`` is called here as each seed finishes (default: print a
-    line; ``None``: silent). ``timeout``: seconds before the whole call stops every process and
+    ``on_result(seed, result, seconds)`` is called here as each seed finishes (default: nothing;
+    :func:`print_finished` prints a line). ``timeout``: seconds before the whole call stops every process and
     raises ``TimeoutError``.
 
     A run that raises, or whose process dies, stops every process and raises :class:`SeedError`

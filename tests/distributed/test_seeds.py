@@ -11,7 +11,7 @@ import torch
 
 import rlteach
 from rlteach.distributed import WorkerError
-from rlteach.distributed.seeds import SeedError, run_seeds
+from rlteach.distributed.seeds import SeedError, print_finished, run_seeds
 from tests.distributed.test_runtime import child_pids, leaked_shm_entries, shm_entries
 
 NOTEBOOK_CELL = """
@@ -37,16 +37,24 @@ def without_wall_time(rows):
     return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
 
 
-def test_each_seed_gives_the_run_a_sequential_call_gives():
-    """Both sides run train_ppo with one torch thread (train_ppo sets it, in this process too), so
-    the runs are the same to the bit: every update row and episode row (wall times aside) and the
-    final parameters. One process runs both seeds, one after the other: the second run does not
-    depend on the first."""
-    config = dict(total_steps=1024, epochs=4)
+@pytest.mark.parametrize(
+    "train, config",
+    [
+        (rlteach.train_ppo, dict(total_steps=1024, epochs=4)),
+        (rlteach.train_a2c, dict(total_steps=1024)),
+        (rlteach.train_reinforce, dict(total_steps=2048, num_envs=4, rollout_steps=64)),
+    ],
+    ids=["ppo", "a2c", "reinforce"],
+)
+def test_each_seed_gives_the_run_a_sequential_call_gives(train, config):
+    """Both sides run the trainer with one torch thread (every trainer sets it, in this process
+    too), so the runs are the same to the bit: every update row and episode row (wall times aside)
+    and the final parameters. One process runs both seeds, one after the other: the second run
+    does not depend on the first."""
     seeds = [1, 0]
-    parallel = run_seeds(rlteach.train_ppo, seeds, processes=1, on_result=None, **config)
+    parallel = run_seeds(train, seeds, processes=1, **config)
     for seed, result in zip(seeds, parallel, strict=True):
-        alone = rlteach.train_ppo(seed=seed, **config)
+        alone = train(seed=seed, **config)
         assert result.config == alone.config
         assert without_wall_time(result.history.updates) == without_wall_time(alone.history.updates)
         assert without_wall_time(result.history.episodes) == without_wall_time(
@@ -59,7 +67,9 @@ def test_each_seed_gives_the_run_a_sequential_call_gives():
 def test_a_notebook_function_runs_each_seed_once_in_its_process_with_one_torch_thread(capsys):
     """Three seeds on two processes: process 0 runs seeds[0] and seeds[2], process 1 seeds[1];
     the results come back in the order of the seeds, and a line says when each finished."""
-    results = run_seeds(notebook_function("where_am_i"), [5, 3, 8], processes=2)
+    results = run_seeds(
+        notebook_function("where_am_i"), [5, 3, 8], processes=2, on_result=print_finished
+    )
     assert [value for value, _, _ in results] == [105, 103, 108]
     assert [threads for _, _, threads in results] == [1, 1, 1]
     pids = [pid for _, pid, _ in results]
