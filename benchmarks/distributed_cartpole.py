@@ -1,15 +1,17 @@
-"""DA3C and DPPO on CartPole-v1: do they learn with their defaults, and do they get faster with more
-workers when the simulator is slow?
+"""DA3C, DPPO, Hogwild A3C and IMPALA on CartPole-v1: do they learn with their defaults, and do they
+get faster with more workers when the simulator is slow?
 
 Run from the repository root::
 
     python -m benchmarks.distributed_cartpole                 # both parts, 3 seeds: about an hour
     python -m benchmarks.distributed_cartpole --part learn    # only (a)
     python -m benchmarks.distributed_cartpole --part scaling --seeds 1
+    python -m benchmarks.distributed_cartpole --part throughput --algos impala
     python -m benchmarks.distributed_cartpole --quick         # smoke run: 1 seed, a few thousand steps
 
-(a) ``learn``: ``run_dppo(seed=s)`` and ``run_da3c(seed=s)`` with their default configs (2 workers;
-DPPO 150k env steps, DA3C 500k). Per run: wall-clock of the call (process start-up included), env
+(a) ``learn``: ``run_dppo(seed=s)``, ``run_da3c(seed=s)``, ``run_a3c(seed=s)`` and
+``run_impala(seed=s)`` with their default configs (2 workers; DPPO 150k env steps, the others
+500k). Per run: wall-clock of the call (process start-up included), env
 steps, the env steps and seconds at which the mean of the last 20 training episodes (over all
 workers, in arrival order) first reaches 475, and the greedy return of the final policy over 20
 episodes (``rlteach.evaluate(policy, "CartPole-v1", episodes=20, seed=123)``). The bar: greedy mean
@@ -28,6 +30,13 @@ of its own. Reported per W: seconds and env steps to 475 (medians and ranges ove
 first report, and the speed-up ``t(1) / t(W)``. Targets (sleeping simulator): DPPO t(1)/t(4)
 ≥ 2.5, DA3C ≥ 3, and 8 workers faster than 4. The busy simulator should flatten at
 ``os.cpu_count()`` workers.
+
+(c) ``throughput``: env steps per second with W = 1 and 4 workers (actors, for IMPALA) and the
+sleeping simulator of (b), over ``THROUGHPUT_STEPS`` env steps with the default settings (4
+environments per worker): the env steps between the first and the last update, divided by the
+seconds between them, so process start-up does not count. Target: IMPALA with 4 actors at least
+3 times one actor's rate (actors never wait for one another, and wait for the learner only when
+its queue is full).
 """
 
 from __future__ import annotations
@@ -52,18 +61,22 @@ from benchmarks.common import (
 from rlteach.distributed.da3c import run_da3c
 from rlteach.distributed.dppo import run_dppo
 from rlteach.distributed.driver import worker_scaling
+from rlteach.distributed.hogwild import run_a3c
+from rlteach.distributed.impala import run_impala
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
 EVAL_EPISODES = 20
 EVAL_SEED = 123
-LEARNERS = {"dppo": run_dppo, "da3c": run_da3c}
+LEARNERS = {"dppo": run_dppo, "da3c": run_da3c, "a3c": run_a3c, "impala": run_impala}
 QUICK_STEPS = 4_096
 DELAY = 0.002
-SCALING_STEPS = {"dppo": 150_000, "da3c": 500_000}  # the defaults; every run stops at 475
+SCALING_STEPS = {"dppo": 150_000, "da3c": 500_000, "a3c": 500_000, "impala": 500_000}  # defaults
 SCALING_WORKERS = (1, 2, 4, 8)
 SIMULATORS = ("sleep", "busy")
-TOTAL_ENVS = {"dppo": 16, "da3c": None}  # DPPO: a fixed global batch; DA3C: 4 envs per worker
+TOTAL_ENVS = {"dppo": 16, "da3c": None, "a3c": None, "impala": None}  # DPPO: fixed global batch
+THROUGHPUT_STEPS = 12_000
+THROUGHPUT_WORKERS = (1, 4)
 
 
 def first_report_seconds(history) -> float | None:
@@ -124,6 +137,46 @@ def scaling_runs(algo: str, simulator: str, seed: int, quick: bool) -> list[dict
         }
         for j, w in enumerate(workers)
     ]
+
+
+def throughput_run(algo: str, workers: int, seed: int, quick: bool) -> dict:
+    """(c) Env steps per second of ``algo`` with ``workers`` workers and the sleeping simulator,
+    between its first and last update (start-up excluded)."""
+    steps = QUICK_STEPS if quick else THROUGHPUT_STEPS
+    result = LEARNERS[algo](
+        workers=workers, seed=seed, total_steps=steps, env_delay=DELAY, eval_interval=0.0
+    )
+    first, last = result.history.updates[0], result.history.updates[-1]
+    rate = (last["env_steps"] - first["env_steps"]) / (last["wall_time"] - first["wall_time"])
+    lags = result.history.meta.get("lags")  # IMPALA's; the others have no learner
+    return {
+        "part": "throughput",
+        "algo": algo,
+        "seed": seed,
+        "workers": workers,
+        "steps_per_s": rate,
+        "lag_mean": statistics.fmean(lags) if lags else None,
+    }
+
+
+def throughput_table(runs: list[dict]) -> str:
+    """Per algorithm and W: env steps/s (median and range over seeds) and the ratio to W = 1."""
+    lines = [
+        "| algo | W | env steps/s | ratio to W = 1 | mean policy lag (IMPALA) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for algo in LEARNERS:
+        base = column(runs, "steps_per_s", algo=algo, workers=1)
+        for w in THROUGHPUT_WORKERS:
+            rates = column(runs, "steps_per_s", algo=algo, workers=w)
+            if rates:
+                lag = column(runs, "lag_mean", algo=algo, workers=w)
+                lags = "—" if None in lag else median_range(lag, 2)
+                lines.append(
+                    f"| {algo} | {w} | {median_range(rates)} | {ratio_of_medians(rates, base)} | "
+                    f"{lags} |"
+                )
+    return "\n".join(lines)
 
 
 def none_if_nan(value: float):
@@ -189,7 +242,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         seeds=3,
         quick_help=f"smoke run: 1 seed, {QUICK_STEPS} env steps per run",
     )
-    parser.add_argument("--part", choices=("learn", "scaling", "both"), default="both")
+    parser.add_argument(
+        "--part", choices=("learn", "scaling", "throughput", "both"), default="both"
+    )
     parser.add_argument(
         "--algos", nargs="+", choices=tuple(LEARNERS), default=list(LEARNERS), metavar="ALGO"
     )
@@ -229,6 +284,16 @@ def main(argv=None) -> None:
                             flush=True,
                         )
         tables.append(scaling_table([r for r in runs if r["part"] == "scaling"]))
+    if args.part == "throughput":
+        for seed in seeds:
+            for algo in args.algos:
+                for w in THROUGHPUT_WORKERS:
+                    row = throughput_run(algo, w, seed, args.quick)
+                    runs.append(row)
+                    print(
+                        f"{algo} W={w} seed {seed}: {row['steps_per_s']:,.0f} steps/s", flush=True
+                    )
+        tables.append(throughput_table(runs))
     table = "\n\n".join(tables)
     print("\n" + table)
     settings = {
@@ -236,6 +301,7 @@ def main(argv=None) -> None:
         "scaling_steps": SCALING_STEPS,
         "scaling_workers": SCALING_WORKERS,
         "total_envs": TOTAL_ENVS,
+        "throughput_steps": THROUGHPUT_STEPS,
         "quick": args.quick,
     }
     path = write_json(

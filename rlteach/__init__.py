@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_architecture.py
     from rlteach.checkpoint import load, save
     from rlteach.distributed.da3c import DA3CConfig, run_da3c
     from rlteach.distributed.dppo import DPPOConfig, run_dppo
+    from rlteach.distributed.hogwild import A3CConfig, run_a3c
+    from rlteach.distributed.impala import IMPALAConfig, run_impala
     from rlteach.distributed.seeds import run_seeds
     from rlteach.episodes import show_episode, show_episodes
     from rlteach.nets import ActorCritic
@@ -48,16 +50,20 @@ __all__ = [  # "__version__", "require_version" and the lazy names of _EXPORTS
     "__version__",
     "require_version",
     "A2CConfig",
+    "A3CConfig",
     "ActorCritic",
     "DA3CConfig",
     "DPPOConfig",
+    "IMPALAConfig",
     "PPOConfig",
     "ReinforceConfig",
     "TrainResult",
     "evaluate",
     "load",
+    "run_a3c",
     "run_da3c",
     "run_dppo",
+    "run_impala",
     "run_seeds",
     "save",
     "show_episode",

@@ -45,6 +45,8 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("ppo", "rlteach.algos.ppo", "PPOConfig", "train_ppo", "04"),
         Algorithm("da3c", "rlteach.distributed.da3c", "DA3CConfig", "run_da3c", "06"),
         Algorithm("dppo", "rlteach.distributed.dppo", "DPPOConfig", "run_dppo", "07"),
+        Algorithm("a3c", "rlteach.distributed.hogwild", "A3CConfig", "run_a3c", "09"),
+        Algorithm("impala", "rlteach.distributed.impala", "IMPALAConfig", "run_impala", "09"),
     )
 }
 

@@ -39,7 +39,9 @@ class Batch:
     Shapes: ``obs [T, N, *obs_shape]`` float32; ``actions [T, N]`` int64 (discrete) or
     ``[T, N, act_dim]`` float32 (Box, the unclipped sample whose log-prob is ``logp``); ``logp``,
     ``rewards``, ``values`` ``[T, N]`` float32 with ``values[t] = V(s_t)``; ``next_values [T, N]``
-    float32, ``V`` of the genuine next observation; ``terminated``, ``truncated``, ``valid``
+    float32, ``V`` of the genuine next observation, ``next_obs [T, N, *obs_shape]`` (the final one
+    where an episode ended: what a learner with other parameters needs to recompute
+    ``next_values``, as IMPALA's does); ``terminated``, ``truncated``, ``valid``
     ``[T, N]`` bool.
 
     ``episode_returns``/``episode_lengths``: undiscounted return and number of valid steps of each
@@ -53,6 +55,7 @@ class Batch:
     rewards: torch.Tensor
     values: torch.Tensor
     next_values: torch.Tensor
+    next_obs: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
     valid: torch.Tensor
@@ -142,7 +145,7 @@ class Collector:
             for t in range(num_steps):
                 self._step(t, record)
         self.env_steps += int(record.valid.sum())
-        return record.to_batch(self._next_values(record), self.env_steps)
+        return record.to_batch(self._next_values(record), self._next_obs(record), self.env_steps)
 
     def _step(self, t: int, record: _Record) -> None:
         """Act in every env from the current observations and write row ``t`` of ``record``."""
@@ -176,6 +179,16 @@ class Collector:
         for (t, i, _), value in zip(record.finals, extra_values[n:], strict=True):
             next_values[t, i] = value
         return next_values
+
+    def _next_obs(self, record: _Record) -> np.ndarray:
+        """``next_obs[t] = obs[t+1]`` (NEXT_STEP: the final observation where an episode ended),
+        the current observations at the batch end, the final observations at SAME_STEP ends."""
+        next_obs = np.empty_like(record.obs)
+        next_obs[:-1] = record.obs[1:]
+        next_obs[-1] = self.obs
+        for t, i, final in record.finals:
+            next_obs[t, i] = final
+        return next_obs
 
     def _track_episodes(
         self, reward: np.ndarray, valid: np.ndarray, done: np.ndarray, record: _Record
@@ -223,7 +236,7 @@ class _Record:
             valid,
         )
 
-    def to_batch(self, next_values: np.ndarray, env_steps: int) -> Batch:
+    def to_batch(self, next_values: np.ndarray, next_obs: np.ndarray, env_steps: int) -> Batch:
         """Wrap the arrays as tensors without copying."""
         return Batch(
             obs=torch.from_numpy(self.obs),
@@ -232,6 +245,7 @@ class _Record:
             rewards=torch.from_numpy(self.rewards),
             values=torch.from_numpy(self.values),
             next_values=torch.from_numpy(next_values),
+            next_obs=torch.from_numpy(next_obs),
             terminated=torch.from_numpy(self.terminated),
             truncated=torch.from_numpy(self.truncated),
             valid=torch.from_numpy(self.valid),

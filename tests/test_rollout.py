@@ -63,6 +63,11 @@ def test_next_values_are_values_of_the_genuine_next_observation(path):
     np.testing.assert_allclose(
         batch.next_values.numpy()[valid], value_of(collector.policy, real_next)[valid], atol=1e-4
     )
+    # next_obs is that observation (what IMPALA's learner recomputes next_values from)
+    np.testing.assert_allclose(batch.next_obs.numpy()[valid], real_next[valid], atol=1e-5)
+    np.testing.assert_allclose(
+        value_of(collector.policy, batch.next_obs.numpy()), batch.next_values.numpy(), atol=1e-6
+    )
     # Consistency of consecutive rows: obs[t+1] is the real next observation except after a done
     # step in SAME_STEP mode (there it is the reset observation).
     follows = valid[:-1] & (~done[:-1] if path == "sync" else True)

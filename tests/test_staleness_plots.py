@@ -60,3 +60,50 @@ def test_table_lists_every_label_and_k():
         ["stale", "16"],
         ["corrected", "16"],
     ]
+
+
+def design_run(algorithm: str, staleness: list[int]) -> History:
+    """A made-up run of notebook 09's designs: IMPALA's lags in ``meta``, learner rows without a
+    worker; the others' staleness in per-worker update rows."""
+    history = History(meta={"algorithm": algorithm})
+    history.log_episodes([10.0, 20.0], [10, 20], env_steps=30, worker=0)
+    if algorithm == "impala":
+        history.meta["lags"] = staleness
+        for version in (1, 2):
+            history.log_update(env_steps=30, version=version, lag=1.0)
+    else:
+        for version, stale in enumerate(staleness, start=1):
+            history.log_update(env_steps=30, version=version, staleness=stale, worker=version % 2)
+    return history
+
+
+def bar_heights(ax) -> list[float]:
+    return [patch.get_height() for patch in ax.patches]
+
+
+def test_staleness_by_design_counts_impalas_lags_and_the_others_staleness():
+    runs = {
+        "A3C": [design_run("a3c", [0, 1, 1]), design_run("a3c", [0])],
+        "IMPALA": [design_run("impala", [2, 2, 3]), design_run("impala", [0])],
+    }
+    fig = plots.staleness_by_design(runs)
+    a3c, impala = fig.axes
+    assert bar_heights(a3c) == [2, 2]  # staleness 0 twice, 1 twice, over both seeds
+    assert bar_heights(impala) == [1, 0, 2, 1]  # lags 0, 2, 2, 3
+    assert (
+        impala.get_title().startswith("IMPALA: policy lag") and "A3C: staleness" in a3c.get_title()
+    )
+
+
+@pytest.mark.parametrize(
+    "algorithm, title",
+    [("impala", "policy lag of the segments"), ("a3c", "staleness of the updates")],
+)
+def test_the_dashboard_draws_each_designs_own_staleness(algorithm, title):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.distributed_dashboard(design_run(algorithm, [0, 1, 1]))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith(title) for t in titles), titles
+    who = "learner" if algorithm == "impala" else "shared θ"
+    assert any(t.startswith(f"{who} updates") for t in titles), titles

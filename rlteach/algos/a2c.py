@@ -33,6 +33,8 @@ from rlteach.nets import ActorCritic
 from rlteach.rollout import Batch
 
 ADVANTAGE_ESTIMATORS = ("td", "nstep", "gae")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+RMSPROP_ALPHA, OPTIMIZER_EPS = 0.99, 1e-5  # RMSprop's decay (the A2C paper's); ε of RMSprop, Adam
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class A2CConfig:
     )
     gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
     lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size α")
-    optimizer: str = setting("adam", choices=("adam", "rmsprop", "sgd"), help="optimizer")
+    optimizer: str = setting("adam", choices=OPTIMIZERS, help="optimizer")
     anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
     vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
     ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
@@ -126,10 +128,10 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """Adam, RMSprop (the A2C paper's choice) or plain SGD."""
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-5)
+        return torch.optim.RMSprop(params, lr=lr, alpha=RMSPROP_ALPHA, eps=OPTIMIZER_EPS)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, eps=1e-5, fused=True)
+    return torch.optim.Adam(params, lr=lr, eps=OPTIMIZER_EPS, fused=True)
 
 
 def train_a2c(

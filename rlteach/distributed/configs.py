@@ -1,9 +1,9 @@
 """The settings of the distributed algorithms, in one module that each of them imports: DA3C
-(notebook 06), DPPO on the parameter server (notebook 07) and DD-PPO's launch options (notebook 08,
-which takes DPPO's settings too). Every field carries its range and help (:func:`rlteach.config.setting`);
-:func:`rlteach.config.validate` checks the fields and then the rules between them (``check``).
-The fields these configs share with the single-process ones carry the same metadata
-(``tests/test_config.py`` holds them equal).
+(notebook 06), DPPO on the parameter server (notebook 07), DD-PPO's launch options (notebook 08,
+which takes DPPO's settings too), Hogwild A3C and IMPALA (notebook 09). Every field carries its
+range and help (:func:`rlteach.config.setting`); :func:`rlteach.config.validate` checks the fields
+and then the rules between them (``check``). The fields these configs share with the
+single-process ones carry the same metadata (``tests/test_config.py`` holds them equal).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS
+from rlteach.algos.a2c import ADVANTAGE_ESTIMATORS, OPTIMIZERS
 from rlteach.config import setting
 from rlteach.distributed.server import AVERAGING, MODES, check_stragglers
 
@@ -197,3 +197,121 @@ class LaunchOptions:
                 f"LaunchOptions.env_fn = {self.env_fn!r} is invalid: must be an importable "
                 "'module:callable' name (every rank is a fresh interpreter that imports it)"
             )
+
+
+@dataclass(frozen=True)
+class A3CConfig:
+    """Hogwild A3C settings (Mnih et al. 2016): workers that update one shared θ and a shared
+    optimizer state in place, without a server. Defaults solve CartPole-v1 with 2 workers within
+    500k env steps."""
+
+    env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
+    workers: int = setting(2, low=1, high=64, help="worker processes W")
+    total_steps: int = setting(
+        500_000,
+        low=1,
+        help="env steps (valid transitions) to train for, summed over all environments",
+    )
+    envs_per_worker: int = setting(4, low=1, high=256, help="environments each worker steps")
+    rollout_steps: int = setting(8, low=1, high=8192, help="steps T per env per batch")
+    lock: bool = setting(False, help="take a lock around every update of θ (False: Hogwild)")
+    optimizer: str = setting("rmsprop", choices=OPTIMIZERS, help="optimizer")
+    advantage: str = setting(
+        "td",
+        choices=ADVANTAGE_ESTIMATORS,
+        help="td: r + γV(s') − V(s), the seed's step 3; nstep; gae",
+    )
+    nstep: int = setting(5, low=1, help="n of the n-step return (advantage='nstep')")
+    gae_lambda: float = setting(
+        0.95, low=0.0, high=1.0, help="GAE λ (0: one-step TD, 1: Monte Carlo)"
+    )
+    gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
+    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size α")
+    anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
+    vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
+    ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
+    max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
+    normalize_advantages: bool = setting(False, help="standardise advantages per batch")
+    bootstrap_truncated: bool = setting(
+        True, help="bootstrap at time-limit cuts; False reproduces a common bug (notebook 03)"
+    )
+    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of delay per env step")
+    env_delay_kind: str = setting(
+        "sleep", choices=("sleep", "busy"), help="sleep: a waiting simulator; busy: a computing one"
+    )
+    env_variation: float = setting(
+        0.0,
+        low=0.0,
+        high=0.9,
+        high_inclusive=True,
+        help="per-worker CartPole physics spread (0: identical)",
+    )
+    eval_interval: float = setting(5.0, low=0.0, help="seconds between evaluations of θ (0: off)")
+    eval_episodes: int = setting(5, low=1, help="episodes per evaluation of the global policy")
+    hidden: tuple = setting((64, 64), help="hidden layer widths")
+    seed: int = setting(0, low=0, help="one integer seeds everything")
+
+
+@dataclass(frozen=True)
+class IMPALAConfig:
+    """IMPALA settings (Espeholt et al. 2018): actors that send trajectory segments, one learner
+    that corrects them with V-trace. Defaults solve CartPole-v1 with 2 actors within 500k env
+    steps."""
+
+    env_id: str = setting("CartPole-v1", help="a registered gymnasium id")
+    workers: int = setting(2, low=1, high=64, help="worker processes W")
+    total_steps: int = setting(
+        500_000,
+        low=1,
+        help="env steps (valid transitions) to train for, summed over all environments",
+    )
+    envs_per_worker: int = setting(4, low=1, high=256, help="environments each worker steps")
+    rollout_steps: int = setting(8, low=1, high=8192, help="steps T per env per batch")
+    batch_segments: int = setting(
+        2, low=1, high=256, help="segments (one actor's T × N steps each) per learner step"
+    )
+    queue_size: int = setting(
+        4, low=1, high=1024, help="segments waiting for the learner before actors wait"
+    )
+    correction: str = setting(
+        "vtrace",
+        choices=("vtrace", "none"),
+        help="vtrace: importance-weighted targets; none: treat the data as on-policy",
+    )
+    rho_bar: float = setting(
+        1.0, low=0.0, low_inclusive=False, help="truncation ρ̄ of the importance weight"
+    )
+    c_bar: float = setting(
+        1.0, low=0.0, low_inclusive=False, help="truncation c̄ of V-trace's trace coefficients"
+    )
+    vtrace_lambda: float = setting(
+        1.0, low=0.0, high=1.0, help="λ of V-trace's traces c_t = λ·min(c̄, π/μ) (1: the paper's)"
+    )
+    lag: int = setting(
+        0, low=0, high=256, help="injected lag k: actors act with the θ pulled k pulls ago (0: off)"
+    )
+    optimizer: str = setting("adam", choices=OPTIMIZERS, help="optimizer")
+    gamma: float = setting(0.99, low=0.0, high=1.0, help="discount γ")
+    lr: float = setting(1e-3, low=0.0, high=1.0, low_inclusive=False, log=True, help="step size α")
+    anneal_lr: bool = setting(True, help="decay the step size linearly to 0")
+    vf_coef: float = setting(0.5, low=0.0, help="weight of the value loss")
+    ent_coef: float = setting(0.0, low=0.0, help="weight of the entropy bonus")
+    max_grad_norm: float = setting(0.5, low=0.0, help="gradient-norm clip (0: off)")
+    env_delay: float = setting(0.0, low=0.0, high=1.0, help="seconds of delay per env step")
+    env_delay_kind: str = setting(
+        "sleep", choices=("sleep", "busy"), help="sleep: a waiting simulator; busy: a computing one"
+    )
+    env_variation: float = setting(
+        0.0,
+        low=0.0,
+        high=0.9,
+        high_inclusive=True,
+        help="per-worker CartPole physics spread (0: identical)",
+    )
+    eval_interval: float = setting(5.0, low=0.0, help="seconds between evaluations of θ (0: off)")
+    eval_episodes: int = setting(5, low=1, help="episodes per evaluation of the global policy")
+    hidden: tuple = setting((64, 64), help="hidden layer widths")
+    seed: int = setting(0, low=0, help="one integer seeds everything")
+
+
+WorkerConfig = DA3CConfig | DPPOConfig | A3CConfig | IMPALAConfig  # a run of worker processes

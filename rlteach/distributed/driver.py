@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from rlteach.algos.common import TrainResult, build_agent, last_callback, one_thread
 from rlteach.algos.ppo import ADAM_EPS
-from rlteach.distributed.configs import DA3CConfig, DPPOConfig
+from rlteach.distributed.configs import DA3CConfig, DPPOConfig, WorkerConfig
 from rlteach.distributed.runtime import Cluster, ClusterBase
 from rlteach.distributed.server import ServerConfig
 from rlteach.distributed.worker import WorkerContext, WorkerIdentity
@@ -31,9 +31,7 @@ from rlteach.nets import ActorCritic, alias_parameters, flat_parameters, set_fla
 from rlteach.rollout import Batch, Collector, evaluate
 
 
-def worker_env_factories(
-    cfg: DA3CConfig | DPPOConfig, env_fn: EnvFn | None = None
-) -> list[EnvFn | None]:
+def worker_env_factories(cfg: WorkerConfig, env_fn: EnvFn | None = None) -> list[EnvFn | None]:
     """One environment constructor per worker, or ``None`` entries for the fast vectorised env.
 
     ``cfg.env_delay`` adds a per-step delay of ``cfg.env_delay_kind`` (sleep or busy loop);
@@ -52,7 +50,7 @@ def worker_env_factories(
 
 
 def worker_agent(
-    ctx: WorkerIdentity, cfg: DA3CConfig | DPPOConfig, factories: list[EnvFn | None]
+    ctx: WorkerIdentity, cfg: WorkerConfig, factories: list[EnvFn | None]
 ) -> tuple[ActorCritic, Collector]:
     """Worker side: this worker's environments, a policy of the server's architecture, and a
     collector seeded with ``ctx.seed``."""
@@ -64,6 +62,12 @@ def worker_agent(
 
 
 _ALIASED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # policy → its flat θ
+
+
+def aliased_parameters(policy: ActorCritic) -> np.ndarray:
+    """The flat θ ``[P]`` that the parameters of a policy made by :func:`worker_agent` are views
+    of: writing into it sets them."""
+    return _ALIASED[policy]
 
 
 def pull_into(ctx: WorkerContext, policy: ActorCritic) -> tuple[int, float]:
@@ -98,7 +102,7 @@ def worker_optimizer(
     return torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS)
 
 
-def steps_per_worker(cfg: DA3CConfig | DPPOConfig) -> int:
+def steps_per_worker(cfg: WorkerConfig) -> int:
     """Each worker's share of ``cfg.total_steps``."""
     return -(-cfg.total_steps // cfg.workers)
 
@@ -116,7 +120,7 @@ class RunRecorder:
 
     def __init__(
         self,
-        cfg: DA3CConfig | DPPOConfig,
+        cfg: WorkerConfig,
         history: History,
         policy: ActorCritic,
         callback: Callback | None = None,
@@ -131,13 +135,22 @@ class RunRecorder:
         return int(self.worker_steps.sum())
 
     def __call__(self, worker: int, report: dict) -> None:
+        report = self.record_episodes(worker, report)
+        self.history.log_update(worker=worker, env_steps=self.env_steps, **report)
+        self.after_report()
+
+    def record_episodes(self, worker: int, report: dict) -> dict:
+        """Log the episodes a report brings and the worker's env steps; return the rest."""
         # start-up (spawning processes, importing torch) ends with the first report
         self.history.meta.setdefault("startup_seconds", self.history.elapsed())
         report = dict(report)
         self.worker_steps[worker] = report.pop("env_steps")
         returns, lengths = report.pop("returns"), report.pop("lengths")
         self.history.log_episodes(returns, lengths, self.env_steps, worker=worker)
-        self.history.log_update(worker=worker, env_steps=self.env_steps, **report)
+        return report
+
+    def after_report(self) -> None:
+        """Evaluate the global θ when ``eval_interval`` has passed; call the user's callback."""
         if (
             self.cfg.eval_interval
             and time.perf_counter() - self.last_eval >= self.cfg.eval_interval
@@ -195,17 +208,22 @@ def parameter_server_cluster(backend: str, address: str | None, **arguments: Any
 def run_on_parameter_server(
     algorithm: str,
     worker_fn: Callable[..., Any],
-    cfg: DA3CConfig | DPPOConfig,
-    server: ServerConfig,
+    cfg: WorkerConfig,
+    server: ServerConfig | None,
     callback: Callback | None = None,
     env_fn: EnvFn | None = None,
     backend: str = "local",
     address: str | None = None,
+    recorder_class: type[RunRecorder] = RunRecorder,
+    **cluster_options: Any,
 ) -> TrainResult:
     """Start the server and ``cfg.workers`` workers running ``worker_fn(ctx, cfg, factories)``
     on ``backend`` (``"local"`` or ``"ray"``, see :func:`parameter_server_cluster`), record the
     run, and return the global policy as a :class:`TrainResult`.
 
+    ``server=None`` starts no server (Hogwild A3C, IMPALA: local processes only);
+    ``recorder_class`` handles the reports (IMPALA's is its learner); ``cluster_options`` go to
+    :class:`~rlteach.distributed.runtime.Cluster`.
     A worker failure raises :class:`rlteach.distributed.WorkerError`; a kernel interrupt returns
     the partial result with ``interrupted=True``. Every process has ended when this returns.
     """
@@ -219,10 +237,13 @@ def run_on_parameter_server(
             "algorithm": algorithm,
             "backend": backend,
             "config": asdict(cfg),
-            "server": asdict(server),
+            "server": None if server is None else asdict(server),
         }
     )
-    recorder = RunRecorder(cfg, history, policy, callback)
+    recorder = recorder_class(cfg, history, policy, callback)
+    if server is None:
+        check_backend(backend, ("local",))
+        cluster_options["serve"] = False
     with parameter_server_cluster(
         backend,
         address,
@@ -232,6 +253,7 @@ def run_on_parameter_server(
         server=server,
         seed=cfg.seed,
         args=(cfg, factories),
+        **cluster_options,
     ) as cluster:
         recorder.cluster = cluster
         outcome = cluster.run(on_report=recorder)

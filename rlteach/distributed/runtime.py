@@ -143,10 +143,29 @@ class Cluster(ClusterBase):
     Use as ``with Cluster(...) as cluster: result = cluster.run()`` (arguments: see
     :class:`ClusterBase`). ``on_report(worker, metrics)`` is called from the calling thread for
     every report, as it arrives.
+
+    For the architectures without a parameter server (notebook 09): ``serve=False`` starts no
+    server process (the workers, or the parent, change θ themselves); ``state_rows`` adds that
+    many ``[P]`` float32 rows of shared optimizer state (``ctx.shared.state(i)``, Hogwild A3C);
+    ``experience_slots = K > 0`` gives the workers ``ctx.send(**segment)``, which reaches
+    ``on_report`` like a report but waits while ``K`` sent segments are not yet handled (IMPALA's
+    bounded queue; the parent publishes θ with :meth:`publish`).
     """
 
-    def __init__(self, worker_fn: Callable[..., Any], **arguments: Any):
+    def __init__(
+        self,
+        worker_fn: Callable[..., Any],
+        *,
+        serve: bool = True,
+        state_rows: int = 0,
+        experience_slots: int = 0,
+        **arguments: Any,
+    ):
         super().__init__(worker_fn, **arguments)
+        for name, value in (("state_rows", state_rows), ("experience_slots", experience_slots)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} = {value!r} is invalid: must be an integer >= 0")
+        self.serve, self.state_rows, self.experience_slots = serve, state_rows, experience_slots
         self._procs: list = []
         self._server_proc: Any = None  # a multiprocess Process once started
         self._started = False
@@ -159,19 +178,20 @@ class Cluster(ClusterBase):
             raise RuntimeError("this Cluster was already started; make a new one")
         self._started = True
         ctx = process_context()
-        self.shared = SharedParams(self.initial.size, self.workers, ctx)
+        self.shared = SharedParams(self.initial.size, self.workers, ctx, self.state_rows)
         self.shared.publish(self.initial, 0)
-        self.mail = Mailboxes(self.workers, ctx)
+        self.mail = Mailboxes(self.workers, ctx, self.experience_slots)
         self.events = ctx.Queue()
         self.stop_event = ctx.Event()
         with _one_thread_children():
-            self._server_proc = ctx.Process(
-                target=serve,
-                name="rlteach-server",
-                daemon=True,
-                args=(self.shared, self.mail, self.cfg, self.events, self.stop_event),
-            )
-            self._server_proc.start()
+            if self.serve:
+                self._server_proc = ctx.Process(
+                    target=serve,
+                    name="rlteach-server",
+                    daemon=True,
+                    args=(self.shared, self.mail, self.cfg, self.events, self.stop_event),
+                )
+                self._server_proc.start()
             for w in range(self.workers):
                 proc = ctx.Process(
                     target=worker_main,
@@ -221,6 +241,11 @@ class Cluster(ClusterBase):
     def read_params(self) -> tuple[np.ndarray, int]:
         """The server's current ``(θ, version)``."""
         return self.shared.read()
+
+    def publish(self, theta: np.ndarray, version: int) -> None:
+        """Make ``theta`` (``[P]``) the θ that workers pull, as ``version``: for a run without a
+        server, whose parent learns (IMPALA)."""
+        self.shared.publish(theta, version)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -281,6 +306,12 @@ class Cluster(ClusterBase):
             self._reports.append((worker, payload))
             if self._on_report is not None:
                 self._on_report(worker, payload)
+        elif kind == "experience":
+            try:
+                if self._on_report is not None:
+                    self._on_report(worker, payload)
+            finally:
+                self.mail.return_credit()  # the segment is used: its place in the queue is free
         elif kind == "done":
             self._results[worker] = payload
             self._done.add(worker)
@@ -301,7 +332,12 @@ class Cluster(ClusterBase):
                 self._handle_events(block=0.2)  # its last words may still be in the queue
                 if w not in self._done:
                     raise WorkerError(w, self._silent_end(w, "died without a word"))
-        if self._server_proc.exitcode not in (None, 0) and len(self._done) < self.workers:
+        server = self._server_proc
+        if (
+            server is not None
+            and server.exitcode not in (None, 0)
+            and len(self._done) < self.workers
+        ):
             self._handle_events(block=0.2)
             if len(self._done) < self.workers:
                 raise WorkerError("server", self._silent_end(self.workers, "died"))
@@ -322,8 +358,10 @@ class Cluster(ClusterBase):
                     kind, worker, payload = self.events.get_nowait()
             except (queue.Empty, EOFError, OSError, ValueError):
                 return
-            if kind != "error" and hasattr(self, "_results"):
-                self._dispatch(kind, worker, payload)
+            if kind not in ("error", "experience") and hasattr(self, "_results"):
+                self._dispatch(
+                    kind, worker, payload
+                )  # experience is not learned from once stopping
 
 
 class held_interrupt:

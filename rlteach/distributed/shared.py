@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,14 +43,18 @@ def parent_gone() -> bool:
 class SharedParams:
     """θ and one push slot per worker in one shared float32 buffer, plus the version counter.
 
-    Layout ``[θ | slot_0 | … | slot_{W−1}]``, each ``size`` floats. ``lock`` guards θ and the
-    version (the server writes both under it, workers copy both under it). Pass the object to the
-    processes when they start; numpy views are made on first use in each process.
+    Layout ``[θ | slot_0 | … | slot_{W−1} | state_0 | … | state_{S−1}]``, each ``size`` floats;
+    the ``state_rows = S`` rows hold an optimizer's state for workers that update θ themselves
+    (Hogwild A3C, :mod:`rlteach.distributed.hogwild`). ``lock`` guards θ and the version (the
+    server writes both under it, workers copy both under it). Pass the object to the processes
+    when they start; numpy views are made on first use in each process.
     """
 
-    def __init__(self, size: int, workers: int, ctx: Any):  # a multiprocess context (no stubs)
-        self.size, self.workers = size, workers
-        self.buffer = ctx.RawArray("f", size * (1 + workers))
+    def __init__(
+        self, size: int, workers: int, ctx: Any, state_rows: int = 0
+    ):  # ctx: a multiprocess context (no stubs)
+        self.size, self.workers, self.state_rows = size, workers, state_rows
+        self.buffer = ctx.RawArray("f", size * (1 + workers + state_rows))
         self.version = ctx.RawValue("q", 0)
         self.lock = ctx.Lock()
         self._views: np.ndarray | None = None
@@ -62,7 +66,7 @@ class SharedParams:
 
     def _all(self) -> np.ndarray:
         if self._views is None:
-            self._views = np.frombuffer(self.buffer, dtype=np.float32).reshape(1 + self.workers, -1)
+            self._views = np.frombuffer(self.buffer, dtype=np.float32).reshape(-1, self.size)
         return self._views
 
     @property
@@ -73,6 +77,12 @@ class SharedParams:
     def slot(self, worker: int) -> np.ndarray:
         """Worker ``worker``'s push slot, ``[size]`` (a view)."""
         return self._all()[1 + worker]
+
+    def state(self, row: int) -> np.ndarray:
+        """Row ``row`` of the shared optimizer state, ``[size]`` (a view)."""
+        if not 0 <= row < self.state_rows:
+            raise IndexError(f"state row {row} does not exist: there are {self.state_rows}")
+        return self._all()[1 + self.workers + row]
 
     def read(
         self, out: np.ndarray | None = None, timeout: float | None = 30.0
@@ -149,8 +159,13 @@ class Mailboxes:
     FIELDS = 7
     IDLE, POSTED, LEFT, GONE, SUM = 0.0, 1.0, 2.0, 3.0, 4.0
 
-    def __init__(self, workers: int, ctx: Any):  # a multiprocess context (no stubs)
+    def __init__(
+        self, workers: int, ctx: Any, experience_slots: int = 0
+    ):  # ctx: a multiprocess context (no stubs)
         self.workers = workers
+        # IMPALA's bounded queue: a worker takes a credit before it sends a segment of experience,
+        # the parent gives it back once the segment is used (None: no such queue)
+        self.credits = ctx.Semaphore(experience_slots) if experience_slots else None
         self.headers = ctx.RawArray("d", workers * self.FIELDS)
         self.lock = ctx.Lock()
         self.posted = ctx.Semaphore(0)
@@ -177,6 +192,21 @@ class Mailboxes:
         return bool(self.begun[who])
 
     # -- the worker's side
+
+    def take_credit(self, stopping: Callable[[], bool]) -> float:
+        """Wait for room in the bounded queue of experience (one credit); return the seconds
+        waited. Raises :class:`StopRun` once ``stopping()`` is true."""
+        assert self.credits is not None, "this run has no queue of experience"
+        start = time.perf_counter()
+        while not self.credits.acquire(timeout=POLL):
+            if stopping():
+                raise StopRun
+        return time.perf_counter() - start
+
+    def return_credit(self) -> None:
+        """The parent has used a segment: its place in the queue is free again."""
+        if self.credits is not None:
+            self.credits.release()
 
     def post(self, worker: int, version: int, weight: float, progress: float) -> None:
         with held(self.lock):

@@ -119,8 +119,16 @@ class ProcessContext:
 
     @property
     def stopping(self) -> bool:
-        """True once the run is being stopped: finish the current step and return."""
-        return self._stop.is_set()
+        """True once the run is being stopped, or the notebook that started it has gone: finish
+        the current step and return. (Where there is a server it also stops the run when the
+        notebook goes; a run without one, Hogwild A3C or IMPALA, relies on this check.)"""
+        return self._stop.is_set() or parent_gone()
+
+    @property
+    def shared(self) -> SharedParams:
+        """θ, the push slots and the optimizer state in shared memory (local processes only):
+        Hogwild A3C's workers update θ here themselves."""
+        return self._shared
 
     def pull(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """The newest θ (``[size]`` float32: a fresh copy, or written into ``out`` to save an
@@ -176,6 +184,14 @@ class ProcessContext:
     def report(self, **metrics: Any) -> None:
         """Send a dict of metrics to the notebook (does not wait)."""
         self._events.put(("report", self.worker_id, metrics))
+
+    def send(self, **experience: Any) -> float:
+        """Send a segment of experience to the parent, where ``Cluster.run``'s ``on_report``
+        receives it as a report (IMPALA's learner). Waits only while the run's bounded queue
+        (``experience_slots``) is full; returns the seconds it waited."""
+        waited = self._mail.take_credit(lambda: self.stopping)
+        self._events.put(("experience", self.worker_id, experience))
+        return waited
 
 
 def worker_main(

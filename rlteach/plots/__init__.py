@@ -10,7 +10,7 @@ Every name is used as ``plots.X``; the modules group them by what they show:
 01), :mod:`~rlteach.plots.learning` (learning curves, diagnostics and seed summaries of any run),
 :mod:`~rlteach.plots.live` (the live plot), :mod:`~rlteach.plots.advantages_ppo` (notebooks 03–04),
 :mod:`~rlteach.plots.speedup` (notebooks 05 and 07), :mod:`~rlteach.plots.network` (notebook 08)
-and :mod:`~rlteach.plots.distributed_runs` (inside DA3C and DPPO runs, notebooks 05–08).
+and :mod:`~rlteach.plots.distributed_runs` (inside distributed runs, notebooks 05–09).
 """
 
 from rlteach.plots.advantages_ppo import (
@@ -31,7 +31,9 @@ from rlteach.plots.core import (
 )
 from rlteach.plots.distributed_runs import (
     distributed_dashboard,
+    lag_histogram,
     server_activity,
+    staleness_by_design,
     staleness_histogram,
     staleness_outcomes,
     staleness_sweep,
@@ -103,6 +105,7 @@ __all__ = [
     "diagnostics",
     "display_data",
     "distributed_dashboard",
+    "lag_histogram",
     "error_vs_samples",
     "figure",
     "gamma_t_bias",
@@ -127,6 +130,7 @@ __all__ = [
     "seed_table",
     "server_activity",
     "source",
+    "staleness_by_design",
     "staleness_histogram",
     "staleness_outcomes",
     "staleness_sweep",

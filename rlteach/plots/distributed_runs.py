@@ -14,7 +14,13 @@ from matplotlib.figure import Figure, SubFigure
 from numpy.typing import ArrayLike
 
 from rlteach.plots.core import Palette, Table, _axis, _legend_if_labelled, figure, mean_range
-from rlteach.plots.learning import LEARNING_X, _as_histories, moving_average, run_summary
+from rlteach.plots.learning import (
+    LEARNING_X,
+    _as_histories,
+    _grid_axes,
+    moving_average,
+    run_summary,
+)
 
 if TYPE_CHECKING:
     from rlteach.history import History
@@ -69,18 +75,25 @@ def worker_curves(
     return fig
 
 
+WHO_UPDATES = {"a3c": "shared θ", "impala": "learner"}  # whose version counts θ's updates
+
+
 def server_activity(history: History, ax: Axes | None = None) -> Figure | SubFigure:
-    """The parameter server's version against wall-clock time: its slope is the update rate."""
+    """The version of θ against wall-clock time, its slope the update rate: the parameter
+    server's (DA3C, DPPO), the shared θ's (Hogwild A3C: each worker's updates), or the learner's
+    (IMPALA: its steps)."""
     fig, ax = _axis(ax)
-    for color, worker in zip(cycle(Palette), sorted({r["worker"] for r in history.updates})):
-        rows = [r for r in history.updates if r["worker"] == worker]
+    who = WHO_UPDATES.get(history.meta.get("algorithm", ""), "server")
+    workers = sorted({r.get("worker", -1) for r in history.updates})  # -1: IMPALA's learner
+    for color, worker in zip(cycle(Palette), workers):
+        rows = [r for r in history.updates if r.get("worker", -1) == worker]
         ax.plot(
             [r["wall_time"] for r in rows],
             [r["version"] for r in rows],
             ".",
             ms=3,
             color=color,
-            label=f"pushes of worker {worker}",
+            label="learner steps" if worker < 0 else f"updates of worker {worker}",
         )
     seconds = history.meta.get("seconds") or (
         history.updates[-1]["wall_time"] if history.updates else 0
@@ -88,8 +101,8 @@ def server_activity(history: History, ax: Axes | None = None) -> Figure | SubFig
     versions = history.meta.get("versions", max((r["version"] for r in history.updates), default=0))
     rate = versions / seconds if seconds else 0.0
     ax.set_xlabel("wall-clock time (s)")
-    ax.set_ylabel("server version")
-    ax.set_title(f"server updates: {rate:.0f} per second")
+    ax.set_ylabel(f"{who} version")
+    ax.set_title(f"{who} updates: {rate:.0f} per second")
     _legend_if_labelled(ax)
     return fig
 
@@ -119,18 +132,47 @@ def time_split(history: History, ax: Axes | None = None) -> Figure | SubFigure:
     return fig
 
 
+def lag_histogram(lags: ArrayLike, ax: Axes | None = None) -> Figure | SubFigure:
+    """IMPALA: how many segments the learner used ``k`` of its steps after the θ they were
+    collected with was published."""
+    fig = staleness_histogram(lags, ax=ax, title="policy lag of the segments")
+    axes = fig.axes if ax is None else [ax]
+    axes[-1].set_xlabel("lag: learner steps since the θ that collected the segment")
+    axes[-1].set_ylabel("segments")
+    return fig
+
+
+def staleness_by_design(runs: Mapping[str, Sequence[History]]) -> Figure:
+    """One histogram per design (``runs``: label → the Histories of its seeds, pooled): IMPALA's
+    policy lag of its segments, the others' staleness of their updates (notebook 09)."""
+    ncols = min(len(runs), 2)
+    fig = Figure(figsize=(5.0 * ncols, 3.4 * -(-len(runs) // ncols)), layout="constrained")
+    for ax, (label, histories) in zip(_grid_axes(fig, len(runs), ncols), runs.items(), strict=True):
+        histories = _as_histories(label, histories)
+        if all("lags" in h.meta for h in histories):
+            lag_histogram(np.concatenate([h.meta["lags"] for h in histories]), ax=ax)
+        else:
+            staleness = np.concatenate([h.column("staleness", "updates") for h in histories])
+            staleness_histogram(staleness, ax=ax, title="staleness")
+        ax.set_title(f"{label}: {ax.get_title()}", fontsize="small")
+    return fig
+
+
 def distributed_dashboard(history: History, title: str = "") -> Figure:
-    """The live figure of a DA3C or DPPO run: per-worker and global returns (left), server
-    updates and the staleness of pushes (right)."""
+    """The live figure of a distributed run: per-worker and global returns (left), the updates
+    of θ and the staleness of pushes, or for IMPALA the policy lag of its segments (right)."""
     fig = Figure(figsize=(12.0, 4.4), layout="constrained")
     left, right = fig.subfigures(1, 2, squeeze=False, width_ratios=(1.3, 1.0))[0]
     worker_curves(history, ax=left.subplots())
     top, bottom = right.subplots(2, 1)
     if history.updates:
         server_activity(history, ax=top)
-        staleness_histogram(
-            [r["staleness"] for r in history.updates], ax=bottom, title="staleness of the pushes"
-        )
+        if "lags" in history.meta:
+            lag_histogram(history.meta["lags"], ax=bottom)
+        else:
+            pushes = "updates" if history.meta.get("algorithm") == "a3c" else "pushes"
+            staleness = [r["staleness"] for r in history.updates]
+            staleness_histogram(staleness, ax=bottom, title=f"staleness of the {pushes}")
     summary = run_summary(history)
     fig.suptitle(f"{title} — {summary}" if title else summary)
     return fig

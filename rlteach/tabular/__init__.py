@@ -26,7 +26,8 @@ The package, in course order:
 * :mod:`~rlteach.tabular.reinforce`: sampled episodes and REINFORCE estimates (eq. 1.7–1.9,
   notebooks 01–02);
 * :mod:`~rlteach.tabular.critics`: imperfect critics and advantage estimators (notebook 03);
-* :mod:`~rlteach.tabular.improvement`: performance difference and PPO's surrogate (notebook 04).
+* :mod:`~rlteach.tabular.improvement`: performance difference and PPO's surrogate (notebook 04);
+* :mod:`~rlteach.tabular.offpolicy`: what V-trace's evaluation converges to (notebook 09).
 
 Every public name is re-exported here: ``from rlteach.tabular import X`` and ``tabular.X`` work for
 all of them.
@@ -91,6 +92,7 @@ from rlteach.tabular.mdp import (
     state_values,
     stationary_distribution,
 )
+from rlteach.tabular.offpolicy import ratio_range, vtrace_evaluation, vtrace_policy
 from rlteach.tabular.reinforce import (
     Episodes,
     baseline_values,
@@ -167,4 +169,8 @@ __all__ = [
     "misleading_step",
     "performance_difference",
     "surrogate_improvement",
+    # offpolicy
+    "ratio_range",
+    "vtrace_evaluation",
+    "vtrace_policy",
 ]

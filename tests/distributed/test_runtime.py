@@ -253,12 +253,12 @@ if __name__ == "__main__":
 """
 
 
-def test_a_killed_parent_leaves_no_process_or_shared_memory_behind(tmp_path):
-    """The notebook's process SIGKILLed mid-run (what a kernel restart does): nothing is left to
-    stop the run, yet the server, both workers, the fork server and the resource tracker all end
-    within seconds, and the tracker removes the run's semaphores."""
+def kill_the_parent_of(script_source: str, tmp_path: Path, processes: int) -> None:
+    """Run ``script_source`` as a script, wait until it has ``processes`` descendants, SIGKILL it
+    mid-run (what a kernel restart does to a notebook) and assert that every descendant ends
+    within 10 s and that no shared memory is left behind."""
     script = tmp_path / "orphaned_run.py"
-    script.write_text(ORPHANED_RUN)
+    script.write_text(script_source)
     root = Path(__file__).resolve().parents[2]
     shm_before = shm_entries()
     parent = subprocess.Popen(
@@ -267,11 +267,11 @@ def test_a_killed_parent_leaves_no_process_or_shared_memory_behind(tmp_path):
     descendants = []
     try:
         deadline = time.monotonic() + 60
-        while len(descendants) < 5 and time.monotonic() < deadline:  # tracker, fork server,
-            time.sleep(0.2)  # the server and two workers
+        while len(descendants) < processes and time.monotonic() < deadline:
+            time.sleep(0.2)
             descendants = psutil.Process(parent.pid).children(recursive=True)
-        assert len(descendants) >= 5, descendants
-        time.sleep(1.0)  # the workers are pushing and reporting
+        assert len(descendants) >= processes, descendants
+        time.sleep(1.0)  # the workers are at work
         parent.kill()
         parent.wait(timeout=10)
         _, alive = psutil.wait_procs(descendants, timeout=10)
@@ -281,6 +281,14 @@ def test_a_killed_parent_leaves_no_process_or_shared_memory_behind(tmp_path):
             with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
                 proc.kill()
     assert leaked_shm_entries(shm_before) == set()
+
+
+def test_a_killed_parent_leaves_no_process_or_shared_memory_behind(tmp_path):
+    """Nothing is left to stop the run, yet the server, both workers, the fork server and the
+    resource tracker all end within seconds, and the tracker removes the run's semaphores."""
+    kill_the_parent_of(
+        ORPHANED_RUN, tmp_path, processes=5
+    )  # tracker, fork server, server, 2 workers
 
 
 UNGUARDED_RUN = """

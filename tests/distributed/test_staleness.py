@@ -182,11 +182,14 @@ def plain_worker(ctx, cfg, factories):
         ctx.push(flat_gradient(policy), version)
 
 
-def test_staleness_zero_is_the_plain_worker_bit_for_bit():
+def test_staleness_zero_is_the_plain_worker():
+    """The same gradients up to float32 rounding: the worker's parameters are views of one flat
+    vector (``worker_agent``), the plain worker's are tensors of their own, and on some CPUs the
+    vectorised kernels then round a few sums differently (seen: 1 ulp, 5e-7 relative)."""
     ours = run_worker(da3c_worker, staleness=0)
     plain = run_worker(plain_worker)
     for mine, theirs in zip(ours.pushes, plain.pushes, strict=True):
-        np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_allclose(mine, theirs, RTOL, ATOL)
     assert all("kl_stale" not in report for report in ours.reports)
 
 

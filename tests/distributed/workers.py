@@ -97,3 +97,34 @@ def sum_twice_then_leave_early_on_worker_two(ctx, length):
     second = ctx.sum_over_workers(np.arange(length, dtype=np.float32) * (ctx.worker_id + 1))
     params, _ = ctx.pull()
     return [first, second, params]
+
+
+def send_until_stopped(ctx, fail_on=None, die_on=None):
+    """Send small segments of experience through the bounded queue until the run stops; after
+    0.2 s worker ``fail_on`` raises and worker ``die_on`` exits without a word."""
+    start, sent = time.monotonic(), 0
+    while not ctx.stopping:
+        late = time.monotonic() - start > 0.2
+        if late and ctx.worker_id == fail_on:
+            raise ValueError("actor is broken on purpose")
+        if late and ctx.worker_id == die_on:
+            os._exit(3)
+        ctx.send(segment=np.full(4, sent, dtype=np.float32))
+        sent += 1
+        time.sleep(0.005)
+    return sent
+
+
+def send_and_time(ctx, count):
+    """Send ``count`` segments at once; return the seconds each ``send`` waited."""
+    return [ctx.send(index=i) for i in range(count)]
+
+
+def a3c_probe(ctx, cfg, factories):
+    """A Hogwild A3C worker that also says how many math threads its process ran."""
+    import torch
+
+    from rlteach.distributed.hogwild import a3c_worker
+
+    steps = a3c_worker(ctx, cfg, factories)
+    return steps, torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")

@@ -47,6 +47,7 @@ MIN_IMAGES = {
     "06_da3c": 4,
     "07_dppo": 5,
     "08_beyond_one_machine": 3,
+    "09_actors_and_learners": 2,
 }
 # Animated episodes (rlteach.show_episode's GIFs) each notebook shows at least.
 MIN_ANIMATIONS = {"02_reinforce": 2, "04_ppo": 4, "06_da3c": 2}
