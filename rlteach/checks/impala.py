@@ -47,9 +47,9 @@ def check_lag_prediction(
         return (
             f"The model counts (k + 1)·W/B = {law:g} learner steps between the publication of the "
             "θ a segment was collected with and the step that learns from it, for an instant "
-            "learner and actors of one speed. The runs differ from it by what it leaves out: an "
-            "actor's first k segments act with the initial θ (a shorter lag), a segment waits in "
-            "the queue while the learner works on the ones before it (a longer one), and the "
+            "learner and actors of one speed. What it leaves out moves a measurement either way: "
+            "an actor's first k segments act with the initial θ (a shorter lag), a segment waits "
+            "in the queue while the learner works on the ones before it (a longer one), and the "
             "actors and the learner share the machine's cores."
         )
 
