@@ -48,3 +48,9 @@ def test_the_mixture_policy_by_hand():
     for rho_bar in (math.inf, 3.5):
         back = tabular.policy(tabular.vtrace_policy(pi.log(), mu.double().log(), rho_bar))
         torch.testing.assert_close(back, pi)
+
+
+def test_an_evaluation_that_does_not_converge_says_so(problem):
+    mdp, target, behaviour = problem
+    with pytest.raises(RuntimeError, match="did not converge in 2 iterations"):
+        tabular.vtrace_evaluation(mdp, target, behaviour, 1.0, iterations=2)

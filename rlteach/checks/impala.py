@@ -39,8 +39,6 @@ def check_lag_prediction(
     slips = {
         "the injected lag alone; the segment's own collection adds W/B steps": injected * per_pull,
         "k + 1 pulls, not learner steps; each pull is W/B learner steps apart": injected + 1.0,
-        "(k + 1)·W, a learner step per segment; it steps once per B segments": (injected + 1)
-        * actors,
     }
 
     def explain(law: float, measured: float) -> str:

@@ -11,10 +11,11 @@ The loss is single-process A2C's (:func:`rlteach.algos.a2c.estimate_advantages`,
 memory (:class:`SharedOptimizer`). What A3C code in the wild gets wrong, and how this code and its
 tests (``tests/distributed/test_hogwild.py``) hold each:
 
-- **A step counter per worker.** Adam's bias correction ``1 − β^t`` needs the number of updates
-  applied to the shared moments, by every worker; a per-process ``t`` corrects W times too much
-  early on. Here ``t`` is the shared version counter, incremented atomically (under the lock) by
-  every update: the test interleaves two workers on one state and compares with one
+- **A step counter per worker.** Adam's bias corrections ``1 − β₁ᵗ`` and ``1 − β₂ᵗ`` need the
+  number of updates applied to the shared moments by every worker; a per-process ``t``, about W
+  times too small, applies the corrections of another count to those moments, and the steps come
+  out the wrong size. Here ``t`` is the shared version counter, incremented atomically (under the
+  lock) by every update: the test interleaves two workers on one state and compares with one
   ``torch.optim.Adam`` over the same sequence of gradients.
 - **Gradients aliased into the shared model once.** A common PyTorch pattern points the shared
   model's ``.grad`` at the first local gradient tensor it sees and never again; any code that

@@ -4,10 +4,10 @@
 Espeholt et al. (2018, Theorem 1) show that V-trace's evaluation, with data from a behaviour policy
 ``μ``, converges to the value of
 
-    π_ρ̄(a|s) = min(ρ̄ μ(a|s), π(a|s)) / Σ_b min(ρ̄ μ(b|s), π(b|s))                    (eq. 9.3)
+    π_ρ̄(a|s) = min(ρ̄ μ(a|s), π(a|s)) / Σ_b min(ρ̄ μ(b|s), π(b|s))                    (eq. 9.4)
 
 which is the target ``π`` itself when ``ρ̄ = ∞`` (or ``ρ̄ ≥ max π/μ``), and a policy between ``μ``
-and ``π`` for smaller ``ρ̄``; ``c̄`` changes how fast, not where. :func:`vtrace_evaluation` runs
+and ``π`` for smaller ``ρ̄``; ``c̄ ≤ ρ̄`` changes how fast, not where. :func:`vtrace_evaluation` runs
 that evaluation on sampled episodes with the library's ``vtrace``; :func:`vtrace_policy` gives
 ``π_ρ̄``, whose exact values :func:`rlteach.tabular.state_values` computes.
 """
@@ -25,7 +25,7 @@ from rlteach.tabular.reinforce import sample_episodes
 
 
 def vtrace_policy(target: torch.Tensor, behaviour: torch.Tensor, rho_bar: float) -> torch.Tensor:
-    """The logits ``[S, A]`` of ``π_ρ̄`` (eq. 9.3) for the softmax policies of ``target`` (π) and
+    """The logits ``[S, A]`` of ``π_ρ̄`` (eq. 9.4) for the softmax policies of ``target`` (π) and
     ``behaviour`` (μ), logits ``[S, A]``; ``rho_bar = math.inf`` gives π's own probabilities."""
     pi, mu = policy(target), policy(behaviour)
     mixed = torch.minimum(rho_bar * mu, pi) if math.isfinite(rho_bar) else pi
@@ -47,8 +47,9 @@ def vtrace_evaluation(
     of ``horizon`` steps that ``behaviour`` (μ) acts in, from ``mdp.mu0``. Starting from
     ``V = 0``, each iteration sets every state's value to the mean of its V-trace targets
     ``v_s`` (:func:`rlteach.advantages.vtrace`, each episode's last step bootstrapping from ``V``
-    of the state it leads to) over the state's visits, until ``V`` stops changing. Returns
-    ``V [S]`` float64 (0 for a state never visited)."""
+    of the state it leads to) over the state's visits, until ``V`` stops changing (no entry by
+    more than 1e-9; ``RuntimeError`` if that takes more than ``iterations``). Returns ``V [S]``
+    float64 (0 for a state never visited)."""
     sampled = sample_episodes(mdp, behaviour, episodes, horizon + 1, seed)
     states = torch.from_numpy(sampled.states)  # [H + 1, E]: the last row is each step's s_{t+1}
     actions = torch.from_numpy(sampled.actions[:horizon])
@@ -74,10 +75,14 @@ def vtrace_evaluation(
         )
         sums = torch.zeros_like(values).index_add_(0, visited.flatten(), vs.flatten())
         updated = torch.where(visits > 0, sums / visits.clamp(min=1), values)
-        if torch.allclose(updated, values, rtol=0, atol=1e-9):
+        change = float((updated - values).abs().max())
+        if change <= 1e-9:
             return updated
         values = updated
-    return values
+    raise RuntimeError(
+        f"V-trace evaluation did not converge in {iterations} iterations (the last one changed "
+        f"V by {change:.2g}): pass more iterations"
+    )
 
 
 def ratio_range(target: torch.Tensor, behaviour: torch.Tensor) -> tuple[float, float]:

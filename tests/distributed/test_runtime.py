@@ -49,9 +49,20 @@ def shm_entries():
     return sorted(os.listdir("/dev/shm"))
 
 
-def leaked_shm_entries(before):
+def leaked_shm_entries(before, grace=2.0):
     """Entries of /dev/shm created since ``before`` that no live process has mapped: left behind.
-    (Entries other programs on the machine create and still use are mapped by them.)"""
+    (Entries other programs on the machine create and still use are mapped by them.) An entry is
+    counted only if it is still there, unmapped, ``grace`` seconds later: a process of another
+    test or program that is ending can hold an entry for a moment between closing and removing
+    it, and a leak does not go away."""
+    unmapped = _unmapped_new_entries(before)
+    if unmapped:
+        time.sleep(grace)
+        unmapped &= _unmapped_new_entries(before)
+    return unmapped
+
+
+def _unmapped_new_entries(before):
     maps = ""
     for path in Path("/proc").glob("[0-9]*/maps"):
         try:

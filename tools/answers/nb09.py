@@ -19,22 +19,33 @@ def random_logps(gen: torch.Generator, T: int, N: int) -> tuple[torch.Tensor, to
     return behaviour, behaviour + 0.8 * torch.randn(T, N, dtype=torch.float64, generator=gen)
 
 
+def rollout_like(gen: torch.Generator, T: int, N: int) -> tuple[torch.Tensor, ...]:
+    """A random batch whose values are consistent as a rollout's: inside an episode
+    ``next_values[t]`` is ``values[t + 1]``, the same V(x_{t+1}); after a cut and at the batch end
+    it is the value of the real next state, a number of its own."""
+    rewards, values, next_values, terminated, truncated = random_batch(gen, T, N)
+    inside = ~(terminated | truncated)[:-1]
+    next_values[:-1] = torch.where(inside, values[1:], next_values[:-1])
+    return rewards, values, next_values, terminated, truncated
+
+
 def answers() -> dict:
     gen = torch.Generator().manual_seed(9)
     inputs = []
     for rho_bar, c_bar in ((1.0, 1.0), (2.0, 1.0), (1.0, 0.5), (math.inf, math.inf), (1.5, 1.5)):
         T = int(torch.randint(1, 14, (), generator=gen))
-        inputs.append((*random_logps(gen, T, 3), *random_batch(gen, T, 3), 0.95, rho_bar, c_bar))
+        inputs.append((*random_logps(gen, T, 3), *rollout_like(gen, T, 3), 0.95, rho_bar, c_bar))
     return {
         "09.1": cases(vtrace_targets, inputs),
         "09.3": choice(
             "09.3",
             "ACE",
             {
-                "A": "true: Adam's bias correction 1 − βᵗ must count the updates applied to the "
-                "shared moments by every worker; a worker that counted only its own would divide "
-                "by a smaller 1 − βᵗ early on and take larger steps (SharedOptimizer.step takes t "
-                "from the shared counter, under the lock).",
+                "A": "true: Adam's bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ must count the updates "
+                "applied to the shared moments by every worker; a worker that counted only its "
+                "own updates would apply the corrections of a count about W times too small to "
+                "moments that every worker updates, and its steps would be the wrong size "
+                "(SharedOptimizer.step takes t from the shared counter, under the lock).",
                 "B": "false: without a lock two workers can read the same number, each add its "
                 "change and write back, and one change is lost; Hogwild's bet is that this is rare "
                 "and harmless enough, not that it cannot happen.",
