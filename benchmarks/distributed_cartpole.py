@@ -63,6 +63,7 @@ from rlteach.distributed.dppo import run_dppo
 from rlteach.distributed.driver import worker_scaling
 from rlteach.distributed.hogwild import run_a3c
 from rlteach.distributed.impala import run_impala
+from rlteach.history import env_steps_per_second
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -146,15 +147,13 @@ def throughput_run(algo: str, workers: int, seed: int, quick: bool) -> dict:
     result = LEARNERS[algo](
         workers=workers, seed=seed, total_steps=steps, env_delay=DELAY, eval_interval=0.0
     )
-    first, last = result.history.updates[0], result.history.updates[-1]
-    rate = (last["env_steps"] - first["env_steps"]) / (last["wall_time"] - first["wall_time"])
     lags = result.history.meta.get("lags")  # IMPALA's; the others have no learner
     return {
         "part": "throughput",
         "algo": algo,
         "seed": seed,
         "workers": workers,
-        "steps_per_s": rate,
+        "steps_per_s": env_steps_per_second(result.history),
         "lag_mean": statistics.fmean(lags) if lags else None,
     }
 

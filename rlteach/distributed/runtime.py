@@ -358,10 +358,9 @@ class Cluster(ClusterBase):
                     kind, worker, payload = self.events.get_nowait()
             except (queue.Empty, EOFError, OSError, ValueError):
                 return
+            # experience is not learned from once the run stops
             if kind not in ("error", "experience") and hasattr(self, "_results"):
-                self._dispatch(
-                    kind, worker, payload
-                )  # experience is not learned from once stopping
+                self._dispatch(kind, worker, payload)
 
 
 class held_interrupt:

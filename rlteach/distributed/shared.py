@@ -50,9 +50,8 @@ class SharedParams:
     when they start; numpy views are made on first use in each process.
     """
 
-    def __init__(
-        self, size: int, workers: int, ctx: Any, state_rows: int = 0
-    ):  # ctx: a multiprocess context (no stubs)
+    def __init__(self, size: int, workers: int, ctx: Any, state_rows: int = 0):
+        # ctx: a multiprocess context (no stubs)
         self.size, self.workers, self.state_rows = size, workers, state_rows
         self.buffer = ctx.RawArray("f", size * (1 + workers + state_rows))
         self.version = ctx.RawValue("q", 0)
@@ -159,9 +158,8 @@ class Mailboxes:
     FIELDS = 7
     IDLE, POSTED, LEFT, GONE, SUM = 0.0, 1.0, 2.0, 3.0, 4.0
 
-    def __init__(
-        self, workers: int, ctx: Any, experience_slots: int = 0
-    ):  # ctx: a multiprocess context (no stubs)
+    def __init__(self, workers: int, ctx: Any, experience_slots: int = 0):
+        # ctx: a multiprocess context (no stubs)
         self.workers = workers
         # IMPALA's bounded queue: a worker takes a credit before it sends a segment of experience,
         # the parent gives it back once the segment is used (None: no such queue)
