@@ -18,6 +18,14 @@ Per run, ``run_dppo(total_steps=60_000, workers=2, seed=s, eval_interval=0, back
   shifted by the start-up seen above);
 * **greedy return** — ``rlteach.evaluate(policy, "CartPole-v1", episodes=20, seed=123)``.
 
+**The transport's share.** Sync DPPO makes ``epochs × minibatches`` = 40 server rounds per batch.
+Before the runs, the script times rounds that compute nothing (:func:`empty_rounds`: every worker
+pushes a zero gradient of θ's size and pulls θ, 2 workers, the DPPO server's rules) on the local
+and the Ray backends, and predicts Ray's rate from local's measured rate plus the difference:
+``1 / (1/local_rate + (ray_round − local_round) / env_steps_per_round)``. A prediction that
+matches the measured rate says that the gap is the transport's time per round, which Ray's
+remote calls set, and not the computation around it.
+
 Ratios are against the local backend, measured in the same script. The local and Ray backends run
 the same parameter-server DPPO (one synchronous server round per minibatch); torchrun runs DD-PPO
 (an all-reduce per minibatch, no server), so its steps/s compares two transports and two schemes.
@@ -28,6 +36,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import gymnasium as gym
 import numpy as np
 
 import rlteach
@@ -41,7 +50,10 @@ from benchmarks.common import (
     single_thread,
     write_json,
 )
-from rlteach.distributed.dppo import run_dppo
+from rlteach.distributed.configs import DPPOConfig
+from rlteach.distributed.dppo import run_dppo, server_config
+from rlteach.distributed.driver import parameter_server_cluster
+from rlteach.nets import flat_parameters
 
 BACKENDS = ("local", "ray", "torchrun")
 
@@ -61,6 +73,38 @@ class FirstUpdate:
         if self.seen is None and history.updates:
             self.seen = time.perf_counter() - self.start
             self.row_time = history.updates[0]["wall_time"]
+
+
+def empty_rounds(ctx, rounds: int) -> float:
+    """A worker that only talks to the server: ``rounds`` sync rounds of pushing a zero gradient
+    and pulling θ, as DPPO's ``PushThenPull`` does. Returns the seconds per round."""
+    theta, version = ctx.pull()
+    zeros = np.zeros_like(theta)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        version = ctx.push(zeros, version).version
+        ctx.pull(out=theta)
+    return (time.perf_counter() - start) / rounds
+
+
+def round_seconds(backend: str, rounds: int = 400) -> float:
+    """Median over 2 workers of :func:`empty_rounds`, with default DPPO's θ size and server rules."""
+    cfg = DPPOConfig(workers=2)
+    env = gym.make(cfg.env_id)
+    theta = flat_parameters(
+        rlteach.ActorCritic(env.observation_space, env.action_space, cfg.hidden)
+    )
+    cluster = parameter_server_cluster(
+        backend,
+        None,
+        worker_fn=empty_rounds,
+        workers=cfg.workers,
+        params=theta,
+        server=server_config(cfg),
+        args=(rounds,),
+    )
+    with cluster:
+        return statistics.median(cluster.run(timeout=300).results)
 
 
 def one_run(backend: str, seed: int, steps: int) -> dict:
@@ -102,19 +146,47 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def transport_table(runs: list[dict], rounds: dict[str, float]) -> str:
+    """Ray's rate predicted from local's and the two backends' empty rounds, against the measured
+    one (medians over seeds)."""
+    cfg = DPPOConfig(workers=2)
+    steps_per_round = (
+        cfg.workers * cfg.envs_per_worker * cfg.rollout_steps / (cfg.epochs * cfg.minibatches)
+    )
+    local, ray = (
+        statistics.median(r["steps_per_second"] for r in runs if r["backend"] == b)
+        for b in ("local", "ray")
+    )
+    predicted = 1 / (1 / local + (rounds["ray"] - rounds["local"]) / steps_per_round)
+    return "\n".join(
+        [
+            "| empty round, local | empty round, Ray | env steps per round | Ray predicted "
+            "| Ray measured | predicted ÷ local |",
+            "|---|---|---|---|---|---|",
+            f"| {rounds['local'] * 1e6:,.0f} µs | {rounds['ray'] * 1e6:,.0f} µs "
+            f"| {steps_per_round:g} | {predicted:,.0f} | {ray:,.0f} | {predicted / local:.2f}x |",
+        ]
+    )
+
+
 def main(argv=None) -> None:
     parser = benchmark_parser(__doc__, "backends", "1 seed, 8k env steps", seeds=3)
     args = parse_checked(parser, argv)
     single_thread()
     steps = 8_000 if args.quick else 60_000
     seeds = range(1 if args.quick else args.seeds)
+    rounds = {backend: round_seconds(backend) for backend in ("local", "ray")}
+    print({"empty round seconds": rounds}, flush=True)
     runs = []
     for seed in seeds:
         for backend in BACKENDS:  # interleaved, so that a change of load hits every backend
             runs.append(one_run(backend, seed, steps))
             print(runs[-1], flush=True)
     print(table(runs))
-    path = write_json(args.out, {"machine": machine(), "steps": steps, "runs": runs})
+    print(transport_table(runs, rounds))
+    path = write_json(
+        args.out, {"machine": machine(), "steps": steps, "rounds": rounds, "runs": runs}
+    )
     print(f"raw numbers: {path}")
 
 

@@ -251,8 +251,16 @@ class ActorCritic(nn.Module):
         Runs under ``no_grad`` (not ``inference_mode``) so the results can be used later in a loss;
         a caller that only converts them to numpy may wrap the call in ``torch.inference_mode()``.
         """
-        action, logp = self.actor.sample(obs, generator)
+        action, logp = self.sample(obs, generator)
         return action, logp, self.critic(obs)
+
+    @torch.no_grad()
+    def sample(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`act` without the critic: ``(a ~ π(·|s), log π(a|s))``. A collector calls this at
+        every step and asks the critic for the values of the whole batch at once afterwards."""
+        return self.actor.sample(obs, generator)
 
     @torch.no_grad()
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:

@@ -99,8 +99,11 @@ class Collector:
 
     ``seed`` resets the envs (``reset(seed=seed)``), seeds their action space and the torch
     generator used to sample actions, so two collectors built alike with the same seed give
-    identical batches. The policy needs ``act(obs [N, obs_dim], generator) -> (action, logp,
-    value)`` and ``value(obs)`` (see :class:`rlteach.nets.ActorCritic`).
+    identical batches. The policy needs ``sample(obs [N, obs_dim], generator) -> (action,
+    logp)`` and ``value(obs [M, obs_dim]) -> [M]`` (see :class:`rlteach.nets.ActorCritic`): it
+    samples at every step, and the critic values the whole batch in one call at the end (the
+    parameters do not change during a collection; one call on ``(T + 1) N`` observations costs
+    less than ``T`` calls on ``N``).
 
     Attributes: ``obs [N, *obs_shape]`` the current observations (numpy float32); ``env_steps`` the
     running count of valid steps (real transitions) over all collections.
@@ -145,14 +148,15 @@ class Collector:
             for t in range(num_steps):
                 self._step(t, record)
         self.env_steps += int(record.valid.sum())
-        return record.to_batch(self._next_values(record), self._next_obs(record), self.env_steps)
+        values, next_values = self._values(record)
+        return record.to_batch(values, next_values, self._next_obs(record), self.env_steps)
 
     def _step(self, t: int, record: _Record) -> None:
         """Act in every env from the current observations and write row ``t`` of ``record``."""
         record.obs[t] = self.obs
         valid = record.valid[t] = ~self._resetting
-        action, logp, value = self.policy.act(torch.from_numpy(self.obs), self.generator)
-        record.actions[t], record.logp[t], record.values[t] = action, logp, value
+        action, logp = self.policy.sample(torch.from_numpy(self.obs), self.generator)
+        record.actions[t], record.logp[t] = action, logp
         env_actions = env_action(record.actions[t], self.envs.single_action_space)
         next_obs, reward, terminated, truncated, infos = self.envs.step(env_actions)
         reward = np.where(valid, reward, 0.0)
@@ -166,19 +170,24 @@ class Collector:
         self._track_episodes(reward, valid, done, record)
         self.obs = _float32(next_obs)
 
-    def _next_values(self, record: _Record) -> np.ndarray:
-        """``next_values[t] = values[t+1]``, except at the batch end (V of the current observations)
-        and at SAME_STEP done steps (V of the final observations): one batched forward for both."""
-        extra = _float32(np.stack([*self.obs, *(final for _, _, final in record.finals)]))
+    def _values(self, record: _Record) -> tuple[np.ndarray, np.ndarray]:
+        """``values[t] = V(s_t)`` ``[T, N]``, and ``next_values[t] = values[t+1]``, except at the
+        batch end (V of the current observations) and at SAME_STEP done steps (V of the final
+        observations): one forward of the critic for all of them."""
+        num_steps, n = record.logp.shape
+        rows = [record.obs.reshape(num_steps * n, *self.obs.shape[1:]), self.obs]
+        if record.finals:
+            rows.append(np.stack([final for _, _, final in record.finals]))
+        observed = _float32(np.concatenate(rows))
         with torch.inference_mode():
-            extra_values = self.policy.value(torch.from_numpy(extra)).numpy()
-        n = self.obs.shape[0]
-        next_values = np.empty_like(record.values)
-        next_values[:-1] = record.values[1:]
-        next_values[-1] = extra_values[:n]
-        for (t, i, _), value in zip(record.finals, extra_values[n:], strict=True):
+            every_value = self.policy.value(torch.from_numpy(observed)).numpy()
+        values = every_value[: num_steps * n].reshape(num_steps, n)
+        next_values = np.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = every_value[num_steps * n : (num_steps + 1) * n]
+        for (t, i, _), value in zip(record.finals, every_value[(num_steps + 1) * n :], strict=True):
             next_values[t, i] = value
-        return next_values
+        return values, next_values
 
     def _next_obs(self, record: _Record) -> np.ndarray:
         """``next_obs[t] = obs[t+1]`` (NEXT_STEP: the final observation where an episode ended),
@@ -211,7 +220,6 @@ class _Record:
     actions: np.ndarray
     logp: np.ndarray
     rewards: np.ndarray
-    values: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
     valid: np.ndarray
@@ -223,27 +231,28 @@ class _Record:
     def empty(cls, num_steps: int, batch_obs_shape: tuple[int, ...], space: gym.Space) -> _Record:
         n = batch_obs_shape[0]
         action_dtype = np.float32 if isinstance(space, gym.spaces.Box) else np.int64
-        logp, rewards, values = (np.empty((num_steps, n), dtype=np.float32) for _ in range(3))
+        logp, rewards = (np.empty((num_steps, n), dtype=np.float32) for _ in range(2))
         terminated, truncated, valid = (np.empty((num_steps, n), dtype=bool) for _ in range(3))
         return cls(
             np.empty((num_steps, *batch_obs_shape), dtype=np.float32),
             np.empty((num_steps, n, *(space.shape or ())), dtype=action_dtype),
             logp,
             rewards,
-            values,
             terminated,
             truncated,
             valid,
         )
 
-    def to_batch(self, next_values: np.ndarray, next_obs: np.ndarray, env_steps: int) -> Batch:
+    def to_batch(
+        self, values: np.ndarray, next_values: np.ndarray, next_obs: np.ndarray, env_steps: int
+    ) -> Batch:
         """Wrap the arrays as tensors without copying."""
         return Batch(
             obs=torch.from_numpy(self.obs),
             actions=torch.from_numpy(self.actions),
             logp=torch.from_numpy(self.logp),
             rewards=torch.from_numpy(self.rewards),
-            values=torch.from_numpy(self.values),
+            values=torch.from_numpy(values),
             next_values=torch.from_numpy(next_values),
             next_obs=torch.from_numpy(next_obs),
             terminated=torch.from_numpy(self.terminated),
@@ -348,7 +357,7 @@ def _eval_action(
     if deterministic:
         action = policy.deterministic_action(obs_tensor)
     else:
-        action = policy.act(obs_tensor, generator)[0]
+        action = policy.sample(obs_tensor, generator)[0]
     return env_action(action.numpy(), space)
 
 

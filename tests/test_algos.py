@@ -113,3 +113,96 @@ def test_combined_loss_has_the_gradient_of_the_written_out_loss(ent_coef):
             "entropy": entropy.mean().item(),
         }
     )
+
+
+# ----------------------------------------------------------------- one vector for the optimizer
+
+
+def small_actor_critic(seed: int = 0) -> rlteach.ActorCritic:
+    import gymnasium as gym
+
+    torch.manual_seed(seed)
+    return rlteach.ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), (8, 8))
+
+
+def minibatch_loss(model: rlteach.ActorCritic, step: int) -> torch.Tensor:
+    """A different actor-critic loss at every step (fresh data), scaled so that clipping acts."""
+    generator = torch.Generator().manual_seed(100 + step)
+    obs = torch.randn(16, 3, generator=generator)
+    actions = torch.randint(0, 2, (16,), generator=generator)
+    logp, entropy, values = model.evaluate_actions(obs, actions)
+    return 30 * (-(logp * torch.randn(16, generator=generator)).mean() + values.square().mean())
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd"])
+def test_an_optimizer_on_the_vector_parameter_steps_as_one_on_the_parameters(name):
+    """gradient_step with the optimizer on vector_parameter(model) (one fused kernel, one norm)
+    moves every weight as the same optimizer on model.parameters() does, clipping included; the
+    model keeps its Parameters, and its state_dict and deepcopy hold the trained values."""
+    import copy
+
+    from rlteach.algos.a2c import make_optimizer
+    from rlteach.algos.common import gradient_step, vector_parameter
+    from rlteach.nets import flat_parameters
+
+    vector_model, reference = small_actor_critic(), small_actor_critic()
+    parameters = list(vector_model.parameters())
+    theta = vector_parameter(vector_model)
+    assert [id(p) for p in vector_model.parameters()] == [id(p) for p in parameters]
+    vector_opt = make_optimizer(name, [theta], lr=1e-2)
+    reference_opt = make_optimizer(name, reference.parameters(), lr=1e-2)
+    norms = []
+    for step in range(6):
+        norm = gradient_step(vector_opt, minibatch_loss(vector_model, step), max_grad_norm=0.5)
+        expected = gradient_step(reference_opt, minibatch_loss(reference, step), max_grad_norm=0.5)
+        assert norm == pytest.approx(expected, rel=1e-5)
+        norms.append(norm)
+    assert min(norms) > 0.5  # every step was clipped
+    np.testing.assert_allclose(flat_parameters(vector_model), theta.detach().numpy())
+    np.testing.assert_allclose(
+        flat_parameters(vector_model), flat_parameters(reference), rtol=1e-5, atol=1e-6
+    )
+    assert (
+        np.abs(flat_parameters(vector_model) - flat_parameters(small_actor_critic())).max() > 1e-2
+    )
+    loaded = small_actor_critic(seed=1)
+    loaded.load_state_dict(vector_model.state_dict())
+    np.testing.assert_array_equal(flat_parameters(loaded), flat_parameters(vector_model))
+    np.testing.assert_array_equal(
+        flat_parameters(copy.deepcopy(vector_model)), flat_parameters(vector_model)
+    )
+
+
+def test_clipping_one_vector_is_torchs_clip_grad_norm():
+    """clip_gradient on one vector: torch's rule (norm before clipping returned, the gradient
+    scaled by min(1, max/(norm + 1e-6))), for a norm above the limit and one below it."""
+    from rlteach.algos.common import clip_gradient
+
+    generator = torch.Generator().manual_seed(0)
+    for scale, limit in ((10.0, 0.5), (0.01, 0.5), (3.0, 0.0)):
+        vector = torch.nn.Parameter(torch.zeros(50))
+        vector.grad = scale * torch.randn(50, generator=generator)
+        reference = torch.nn.Parameter(torch.zeros(50))
+        reference.grad = vector.grad.clone()
+        norm = clip_gradient([vector], limit)
+        expected = torch.nn.utils.clip_grad_norm_([reference], limit or float("inf"))
+        assert norm == pytest.approx(expected.item(), rel=1e-6)
+        torch.testing.assert_close(vector.grad, reference.grad, rtol=1e-6, atol=0)
+
+
+def test_shuffled_minibatches_are_the_index_pieces_of_minibatch_indices():
+    """Slicing each epoch's shuffled batch gives exactly the samples that indexing by each piece
+    of minibatch_indices gives, piece sizes included (chunk and tensor_split)."""
+    from types import SimpleNamespace
+
+    from rlteach.algos.ppo import minibatch_indices, shuffled_minibatches
+
+    data = {"obs": torch.randn(37, 4), "adv": torch.randn(37)}
+    for exact in (False, True):
+        cfg = SimpleNamespace(epochs=3, minibatches=5)
+        sliced = list(shuffled_minibatches(data, cfg, torch.Generator().manual_seed(4), exact))
+        pieces = list(minibatch_indices(37, cfg, torch.Generator().manual_seed(4), exact))
+        assert len(sliced) == len(pieces) == (15 if exact else 3 * len(torch.arange(37).chunk(5)))
+        for minibatch, idx in zip(sliced, pieces, strict=True):
+            for key, tensor in data.items():
+                torch.testing.assert_close(minibatch[key], tensor[idx], rtol=0, atol=0)

@@ -288,3 +288,15 @@ def test_evaluate_on_box_actions_and_bad_arguments():
         evaluate(policy, "Pendulum-v1", episodes=0)
     with pytest.raises(ValueError, match="'Pendulum-v9'"):
         evaluate(policy, "Pendulum-v9")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_values_are_the_critics_values_of_each_recorded_observation(path):
+    """The critic values the whole batch in one call at the end of a collection: values[t] is
+    V(obs[t]) for every row, as a call on that row alone gives it."""
+    collector = collector_for(cartpole_envs(path))
+    batch = collector.collect(13)
+    for t in range(13):
+        np.testing.assert_allclose(
+            batch.values.numpy()[t], value_of(collector.policy, batch.obs.numpy()[t]), atol=1e-6
+        )

@@ -25,6 +25,7 @@ from rlteach.algos.common import (
     gradient_step,
     one_thread,
     set_learning_rate,
+    vector_parameter,
 )
 from rlteach.config import make_config, setting
 from rlteach.envs import EnvFn
@@ -145,7 +146,7 @@ def train_a2c(
     one_thread()
     agent = build_agent(cfg.env_id, cfg.num_envs, cfg.seed, cfg.hidden, env_fn)
     policy, collector = agent.policy, agent.collector
-    optimizer = make_optimizer(cfg.optimizer, policy.parameters(), cfg.lr)
+    optimizer = make_optimizer(cfg.optimizer, [vector_parameter(policy)], cfg.lr)
     history = History(meta={"algorithm": "a2c", "config": cfg.__dict__})
 
     with Interruptible() as run:

@@ -14,7 +14,7 @@ import torch
 
 from rlteach.envs import EnvFn, make_vector_env
 from rlteach.history import History
-from rlteach.nets import ActorCritic, flat_gradient
+from rlteach.nets import ActorCritic, alias_gradients, alias_parameters, flat_gradient
 from rlteach.rollout import Collector
 
 
@@ -71,16 +71,41 @@ def build_agent(
     return Agent(policy, Collector(envs, policy, seed=env_seed), generator)
 
 
+def vector_parameter(model: torch.nn.Module) -> torch.nn.Parameter:
+    """θ: one ``Parameter`` ``[P]`` that holds all of ``model``'s parameters (each becomes a view of
+    it, :func:`rlteach.nets.alias_parameters`), with ``θ.grad`` ``[P]`` holding their gradients
+    (:func:`rlteach.nets.alias_gradients`). An optimizer built on ``[θ]`` updates the whole model
+    with one kernel per operation instead of one per weight and bias, and clipping the gradient's
+    norm is one norm of one vector: a 64-64 actor-critic has twelve tensors, and a minibatch step
+    of PPO on CartPole takes about a seventh less time this way (``benchmarks/README.md``).
+
+    The model stays an ordinary module: the same ``nn.Parameter`` objects, the same
+    ``state_dict``. The rule it brings: zero the gradients in place, as :func:`gradient_step` does
+    (or ``zero_grad(set_to_none=False)``). Torch's default, ``set_to_none=True``, would give the
+    model fresh gradients that ``θ.grad`` does not hold, and the optimizer would step on zeros;
+    only the trainer that made ``θ`` steps it.
+    """
+    theta = torch.nn.Parameter(torch.from_numpy(alias_parameters(model)))
+    theta.grad = torch.zeros_like(theta)
+    alias_gradients(model, theta.grad.numpy())
+    return theta
+
+
 def gradient_step(
     optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float
 ) -> float:
     """``θ ← θ − α ∇loss`` with the optimizer, the gradient's norm clipped to ``max_grad_norm``
-    (0 turns clipping off). Returns the gradient norm before clipping."""
-    optimizer.zero_grad(set_to_none=True)
+    (0 turns clipping off). Returns the gradient norm before clipping.
+
+    Gradients are zeroed in place before ``backward`` (not set to ``None``), so an optimizer built
+    on a :func:`vector_parameter` finds the gradient in its ``θ.grad``; for any other optimizer the
+    result is the same as with fresh gradients (0 + ∇ = ∇)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for p in params:
+        if p.grad is not None:
+            p.grad.zero_()
     loss.backward()
-    norm = clip_gradient(
-        [p for group in optimizer.param_groups for p in group["params"]], max_grad_norm
-    )
+    norm = clip_gradient(params, max_grad_norm)
     optimizer.step()
     return norm
 
@@ -88,9 +113,17 @@ def gradient_step(
 def clip_gradient(params: Iterable[torch.Tensor], max_grad_norm: float) -> float:
     """Scale the ``.grad`` of ``params`` in place by ``min(1, max_norm / (‖∇θ‖₂ + 1e-6))``, the
     norm taken over all of them (``torch.nn.utils.clip_grad_norm_``); ``max_grad_norm = 0`` turns
-    clipping off. Returns the norm before clipping."""
+    clipping off. Returns the norm before clipping. One vector (a :func:`vector_parameter`) is
+    clipped by the same rule in three operations, without the bookkeeping torch's function does
+    for many tensors (a third of that function's time on a small network)."""
     limit = max_grad_norm if max_grad_norm > 0 else float("inf")
-    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    params = list(params)
+    grads = [p.grad for p in params if p.grad is not None]
+    if len(grads) != 1:
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norm = torch.linalg.vector_norm(grads[0])
+    grads[0].mul_(torch.clamp(limit / (norm + 1e-6), max=1.0))
+    return float(norm)
 
 
 class LossWeights(Protocol):

@@ -34,6 +34,7 @@ from rlteach.algos.common import (
     local_step,
     one_thread,
     set_learning_rate,
+    vector_parameter,
 )
 from rlteach.config import make_config, setting
 from rlteach.envs import EnvFn
@@ -188,24 +189,43 @@ def minibatch_indices(
     them (it can give fewer pieces when ``size`` is small); ``exact=True`` cuts with
     ``tensor_split``, always ``cfg.minibatches`` pieces (DD-PPO: every rank must take the same
     number of steps, whatever its ``size``)."""
+    for order in epoch_orders(size, cfg, generator):
+        yield from cut_into_minibatches(order, cfg, exact)
+
+
+def epoch_orders(size: int, cfg: PPOSettings, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``cfg.epochs`` permutations of ``range(size)``, each drawn when it is asked for."""
     for _ in range(cfg.epochs):
-        order = torch.randperm(size, generator=generator)
-        yield from order.tensor_split(cfg.minibatches) if exact else order.chunk(cfg.minibatches)
+        yield torch.randperm(size, generator=generator)
+
+
+def cut_into_minibatches(
+    order: torch.Tensor, cfg: PPOSettings, exact: bool
+) -> tuple[torch.Tensor, ...]:
+    """``order`` cut into ``cfg.minibatches`` consecutive pieces (see :func:`minibatch_indices`)."""
+    return order.tensor_split(cfg.minibatches) if exact else order.chunk(cfg.minibatches)
 
 
 def shuffled_minibatches(
     data: Samples, cfg: PPOSettings, generator: torch.Generator, exact: bool = False
 ) -> Iterator[Samples]:
     """The minibatches of ``data`` (flat ``[M, ...]`` tensors) that :func:`minibatch_indices`
-    cuts, one at a time."""
-    for idx in minibatch_indices(len(data["obs"]), cfg, generator, exact):
-        yield {k: v[idx] for k, v in data.items()}
+    cuts, one at a time. Each epoch gathers every tensor once in its shuffled order, and its
+    minibatches are consecutive slices of that (views): the same samples as indexing with each
+    piece, with one gather per tensor and epoch instead of one per minibatch."""
+    for order in epoch_orders(len(data["obs"]), cfg, generator):
+        shuffled = {k: v[order] for k, v in data.items()}
+        start = 0
+        for piece in cut_into_minibatches(order, cfg, exact):
+            yield {k: v[start : start + len(piece)] for k, v in shuffled.items()}
+            start += len(piece)
 
 
 @torch.no_grad()
 def batch_log_probs(policy: ActorCritic, data: Samples) -> torch.Tensor:
-    """``log π_θ(a|s)`` of every sample of ``data`` under the current parameters, ``[M]``."""
-    logp, _, _ = policy.evaluate_actions(data["obs"], data["actions"])
+    """``log π_θ(a|s)`` of every sample of ``data`` under the current parameters, ``[M]`` (the
+    actor alone: the critic is not needed)."""
+    logp, _ = policy.actor.log_prob_and_entropy(data["obs"], data["actions"])
     return logp
 
 
@@ -300,7 +320,8 @@ def train_ppo(
     one_thread()
     agent = build_agent(cfg.env_id, cfg.num_envs, cfg.seed, cfg.hidden, env_fn)
     policy, collector = agent.policy, agent.collector
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=ADAM_EPS, fused=True)
+    theta = vector_parameter(policy)  # all weights and biases as one vector: a faster step
+    optimizer = torch.optim.Adam([theta], lr=cfg.lr, eps=ADAM_EPS, fused=True)
     history = History(meta={"algorithm": "ppo", "config": cfg.__dict__})
     kl_coef = cfg.kl_coef if cfg.kl_penalty > 0 else None  # β of the penalty variant
 

@@ -100,6 +100,7 @@ class ServerActor:
 
     def __init__(self, params: np.ndarray, workers: int, cfg: ServerConfig):
         self.server = Server(ActorParams(params, workers), cfg)
+        self.theta_with_ack = theta_stays_until_next_push(cfg)
         self.waiting: dict[int, asyncio.Future] = {}
         self.reports: list = []
         self.sent = 0  # server push records already handed to the driver
@@ -121,17 +122,22 @@ class ServerActor:
         version: int,
         weight: float = 1.0,
         progress: float = 0.0,
-    ) -> tuple[str, bool, int, int] | None:
+    ) -> tuple[tuple[str, bool, int, int], np.ndarray | None] | None:
         """Use ``vector`` computed from ``version`` (``weight``, ``progress``: see
-        ``Server.on_push``); return the ack tuple
-        ``("ack", applied, version, staleness)`` once the server has, or ``None`` if stopped."""
+        ``Server.on_push``); once the server has, return the ack tuple
+        ``("ack", applied, version, staleness)`` and, where θ cannot change before this
+        worker's next push (:func:`theta_stays_until_next_push`), θ itself, so the worker's next
+        pull needs no call of its own (else ``None``). ``None`` alone if stopped."""
         if self.stopped:
             return None
         np.copyto(self.server.shared.slot(worker), vector)
         answer = asyncio.get_running_loop().create_future()
         self.waiting[worker] = answer
         self.answer(self.server.on_push(worker, version, weight, progress))
-        return await answer
+        ack = await answer
+        if ack is None:
+            return None
+        return ack, self.server.shared.params.copy() if self.theta_with_ack else None
 
     async def sum_over_workers(self, worker: int, vector: np.ndarray) -> np.ndarray | None:
         """``worker``'s part of a sum (``Server.on_sum``); the elementwise total once every active
@@ -175,9 +181,20 @@ class ServerActor:
                 future.set_result(ack)
 
 
+def theta_stays_until_next_push(cfg: ServerConfig) -> bool:
+    """True when θ, once a worker's push is answered, stays the newest θ until that worker pushes
+    again: sync rounds that wait for every worker (``drop_stragglers = 0``), so no round closes
+    without this worker's next push. The server actor then sends θ with the ack, and a round
+    costs one remote call instead of two (a push, then a pull). Async pushes and rounds that
+    close without stragglers move θ at any time: there a pull asks the server."""
+    return cfg.mode == "sync" and cfg.drop_stragglers == 0
+
+
 class RayWorkerContext:
     """The ``ctx`` a worker function gets on Ray: the same methods as the local
-    :class:`~rlteach.distributed.worker.WorkerContext`, each one a call on the server actor."""
+    :class:`~rlteach.distributed.worker.WorkerContext`, each one a call on the server actor, except
+    a pull right after a sync push, which reads the θ that the push's answer brought
+    (:func:`theta_stays_until_next_push`)."""
 
     def __init__(
         self, ray: Any, server: Any, worker_id: int, workers: int, seed: int, cfg: ServerConfig
@@ -187,6 +204,7 @@ class RayWorkerContext:
         self._stopping = False
         self._change = ParameterChange() if cfg.average == "parameters" else None
         self._slot: np.ndarray | None = None
+        self._acked: tuple[np.ndarray, int] | None = None  # θ and version the last ack carried
 
     @property
     def slot(self) -> np.ndarray:
@@ -201,10 +219,13 @@ class RayWorkerContext:
         return self._stopping
 
     def pull(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        theta, version, stopped = self._call(self._server.pull.remote())
-        if stopped:
-            self._stopping = True
-            raise StopRun
+        if self._acked is not None:  # still the newest θ (see theta_stays_until_next_push)
+            theta, version = self._acked
+        else:
+            theta, version, stopped = self._call(self._server.pull.remote())
+            if stopped:
+                self._stopping = True
+                raise StopRun
         if out is None:
             out = np.array(theta)  # Ray hands out a read-only view
         else:
@@ -220,13 +241,16 @@ class RayWorkerContext:
         vector = np.asarray(vector, dtype=np.float32)
         if self._change is not None:  # the server adds θ' − θ_pulled, as on the local runtime
             vector = self._change.change(vector, version, out=np.empty_like(vector))
-        ack = self._call(
+        self._acked = None
+        answer = self._call(
             self._server.push.remote(self.worker_id, vector, version, weight, progress)
         )
-        if ack is None:
+        if answer is None:
             self._stopping = True
             raise StopRun
-        _, applied, new_version, staleness = ack
+        (_, applied, new_version, staleness), theta = answer
+        if theta is not None:
+            self._acked = theta, new_version
         return PushReceipt(applied, new_version, staleness, time.perf_counter() - start)
 
     def sum_over_workers(self, vector: np.ndarray) -> np.ndarray:

@@ -220,6 +220,71 @@ def test_sync_rounds_average_gradients_like_the_local_server(shared_ray):
         assert [(v, after) for v, after, _, _ in versions] == [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 
+def test_a_pull_after_a_sync_push_returns_the_rounds_theta_without_a_call(shared_ray):
+    """Sync rounds that wait for every worker: the ack carries θ, and the pull that follows it is
+    answered from it. The θ each pull returns is the local server's, round by round; with
+    stragglers dropped or async pushes θ can move between the ack and the pull, and the pull
+    asks the server (theta_stays_until_next_push)."""
+    from rlteach.distributed.ray_backend import theta_stays_until_next_push
+    from rlteach.distributed.runtime import Cluster
+
+    arguments = dict(workers=2, params=np.zeros(5), server=SGD1, args=(4,))
+    on_ray = run_on_ray(W.pull_after_each_push, **arguments)
+    with Cluster(W.pull_after_each_push, **arguments) as cluster:
+        local = cluster.run(timeout=60)
+    expected = [(r, -1.5 * r) for r in range(1, 5)]
+    assert on_ray.results == local.results == [expected, expected]
+    assert theta_stays_until_next_push(SGD1)
+    assert not theta_stays_until_next_push(ServerConfig(mode="async"))
+    assert not theta_stays_until_next_push(ServerConfig(drop_stragglers=1))
+
+
+class CountingServer:
+    """A stand-in for the server actor's handle: ``push`` answers with an ack and θ, ``pull`` with
+    θ; every remote call is counted."""
+
+    def __init__(self, theta_with_ack: bool):
+        self.calls, self.theta_with_ack, self.version = [], theta_with_ack, 0
+        for name in ("push", "pull"):
+            setattr(self, name, type("Method", (), {"remote": getattr(self, f"_{name}")})())
+
+    def _push(self, worker, vector, version, weight, progress):
+        self.calls.append("push")
+        self.version += 1
+        theta = np.full(3, float(self.version), np.float32)
+        return (("ack", True, self.version, 0), theta if self.theta_with_ack else None)
+
+    def _pull(self):
+        self.calls.append("pull")
+        return np.full(3, float(self.version), np.float32), self.version, False
+
+
+class ImmediateRay:
+    """``ray.get`` of a value that is already there."""
+
+    exceptions = ray.exceptions
+
+    @staticmethod
+    def get(ref, timeout=None):
+        return ref
+
+
+@pytest.mark.parametrize("theta_with_ack", [True, False])
+def test_a_sync_round_on_ray_is_one_remote_call(theta_with_ack):
+    from rlteach.distributed.ray_backend import RayWorkerContext
+
+    server = CountingServer(theta_with_ack)
+    cfg = SGD1 if theta_with_ack else ServerConfig(mode="async")
+    ctx = RayWorkerContext(ImmediateRay, server, 0, 2, 0, cfg)
+    theta, version = ctx.pull()
+    for _ in range(3):
+        version = ctx.push(np.ones(3, np.float32), version).version
+        theta, version = ctx.pull(out=theta)
+        np.testing.assert_array_equal(theta, np.full(3, float(version)))
+    per_round = ["push"] if theta_with_ack else ["push", "pull"]
+    assert server.calls == ["pull"] + 3 * per_round
+
+
 def test_sum_over_workers_is_the_local_runtimes_sum_on_ray(shared_ray):
     """The same worker as test_runtime's: three workers, worker 2 leaves after the first sum, 11
     numbers through a 5-parameter slot."""

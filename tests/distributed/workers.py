@@ -128,3 +128,15 @@ def a3c_probe(ctx, cfg, factories):
 
     steps = a3c_worker(ctx, cfg, factories)
     return steps, torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+
+
+def pull_after_each_push(ctx, rounds):
+    """Push gradient (worker_id + 1) * ones, then pull, ``rounds`` times; return the version and
+    first parameter of every pull."""
+    params, version = ctx.pull()
+    pulled = []
+    for _ in range(rounds):
+        version = ctx.push(np.full_like(params, ctx.worker_id + 1.0), version).version
+        params, version = ctx.pull()
+        pulled.append((version, float(params[0])))
+    return pulled
