@@ -93,6 +93,10 @@ def test_staleness_by_design_counts_impalas_lags_and_the_others_staleness():
     assert (
         impala.get_title().startswith("IMPALA: policy lag") and "A3C: staleness" in a3c.get_title()
     )
+    # Hogwild A3C has no server and pushes nothing: its axes count updates after a read of θ
+    assert "server" not in a3c.get_xlabel() and a3c.get_ylabel() == "updates"
+    da3c = plots.staleness_by_design({"DA3C": [design_run("da3c", [0, 1])]}).axes[0]
+    assert "server" in da3c.get_xlabel() and da3c.get_ylabel() == "pushes"
 
 
 @pytest.mark.parametrize(

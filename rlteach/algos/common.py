@@ -76,8 +76,8 @@ def vector_parameter(model: torch.nn.Module) -> torch.nn.Parameter:
     it, :func:`rlteach.nets.alias_parameters`), with ``θ.grad`` ``[P]`` holding their gradients
     (:func:`rlteach.nets.alias_gradients`). An optimizer built on ``[θ]`` updates the whole model
     with one kernel per operation instead of one per weight and bias, and clipping the gradient's
-    norm is one norm of one vector: a 64-64 actor-critic has twelve tensors, and a minibatch step
-    of PPO on CartPole takes about a seventh less time this way (``benchmarks/README.md``).
+    norm is one norm of one vector: a 64-64 actor-critic has twelve tensors (what that saves PPO
+    on CartPole: ``benchmarks/README.md``, "After issue 18").
 
     The model stays an ordinary module: the same ``nn.Parameter`` objects, the same
     ``state_dict``. The rule it brings: zero the gradients in place, as :func:`gradient_step` does

@@ -27,15 +27,24 @@ if TYPE_CHECKING:
 
 
 def staleness_histogram(
-    staleness: ArrayLike, ax: Axes | None = None, title: str = "staleness of the pushes"
+    staleness: ArrayLike,
+    ax: Axes | None = None,
+    title: str = "staleness of the pushes",
+    serverless: bool = False,
 ) -> Figure | SubFigure:
-    """How many pushes arrived ``k`` versions late (``k = 0``: computed from the newest θ)."""
+    """How many pushes arrived ``k`` versions late (``k = 0``: computed from the newest θ); with
+    ``serverless`` (Hogwild A3C: no server, no pushes) how many updates came ``k`` other workers'
+    updates after their read of θ."""
     fig, ax = _axis(ax)
     values = np.asarray(staleness, dtype=int)
     counts = np.bincount(values) if len(values) else np.zeros(1, dtype=int)
     ax.bar(np.arange(len(counts)), counts, color=Palette[1])
-    ax.set_xlabel("staleness: versions the server had moved on since the pull")
-    ax.set_ylabel("pushes")
+    if serverless:
+        ax.set_xlabel("staleness: other workers' updates between the read of θ and the update")
+        ax.set_ylabel("updates")
+    else:
+        ax.set_xlabel("staleness: versions the server had moved on since the pull")
+        ax.set_ylabel("pushes")
     mean = values.mean() if len(values) else 0.0
     ax.set_title(f"{title} (mean {mean:.2f})")
     return fig
@@ -153,7 +162,8 @@ def staleness_by_design(runs: Mapping[str, Sequence[History]]) -> Figure:
             lag_histogram(np.concatenate([h.meta["lags"] for h in histories]), ax=ax)
         else:
             staleness = np.concatenate([h.column("staleness", "updates") for h in histories])
-            staleness_histogram(staleness, ax=ax, title="staleness")
+            serverless = all(h.meta.get("algorithm") == "a3c" for h in histories)
+            staleness_histogram(staleness, ax=ax, title="staleness", serverless=serverless)
         ax.set_title(f"{label}: {ax.get_title()}", fontsize="small")
     return fig
 
@@ -170,9 +180,10 @@ def distributed_dashboard(history: History, title: str = "") -> Figure:
         if "lags" in history.meta:
             lag_histogram(history.meta["lags"], ax=bottom)
         else:
-            pushes = "updates" if history.meta.get("algorithm") == "a3c" else "pushes"
+            serverless = history.meta.get("algorithm") == "a3c"
             staleness = [r["staleness"] for r in history.updates]
-            staleness_histogram(staleness, ax=bottom, title=f"staleness of the {pushes}")
+            title = f"staleness of the {'updates' if serverless else 'pushes'}"
+            staleness_histogram(staleness, ax=bottom, title=title, serverless=serverless)
     summary = run_summary(history)
     fig.suptitle(f"{title} — {summary}" if title else summary)
     return fig
