@@ -53,14 +53,11 @@ from benchmarks.common import (
 from rlteach.distributed.configs import DPPOConfig
 from rlteach.distributed.dppo import run_dppo, server_config
 from rlteach.distributed.driver import parameter_server_cluster
+from rlteach.history import env_steps_per_second
 from rlteach.nets import flat_parameters
 
 BACKENDS = ("local", "ray", "torchrun")
-
-
-def steps_per_second(history) -> float:
-    first, last = history.updates[0], history.updates[-1]
-    return (last["env_steps"] - first["env_steps"]) / (last["wall_time"] - first["wall_time"])
+DPPO_DEFAULTS = DPPOConfig(workers=2)  # what run_dppo runs below: θ's size, rounds per batch
 
 
 class FirstUpdate:
@@ -89,7 +86,7 @@ def empty_rounds(ctx, rounds: int) -> float:
 
 def round_seconds(backend: str, rounds: int = 400) -> float:
     """Median over 2 workers of :func:`empty_rounds`, with default DPPO's θ size and server rules."""
-    cfg = DPPOConfig(workers=2)
+    cfg = DPPO_DEFAULTS
     env = gym.make(cfg.env_id)
     theta = flat_parameters(
         rlteach.ActorCritic(env.observation_space, env.action_space, cfg.hidden)
@@ -110,7 +107,12 @@ def round_seconds(backend: str, rounds: int = 400) -> float:
 def one_run(backend: str, seed: int, steps: int) -> dict:
     first = FirstUpdate()
     result = run_dppo(
-        total_steps=steps, workers=2, seed=seed, eval_interval=0, backend=backend, callback=first
+        total_steps=steps,
+        workers=DPPO_DEFAULTS.workers,
+        seed=seed,
+        eval_interval=0,
+        backend=backend,
+        callback=first,
     )
     history = result.history
     returns = rlteach.evaluate(result.policy, "CartPole-v1", episodes=20, seed=123)
@@ -121,7 +123,7 @@ def one_run(backend: str, seed: int, steps: int) -> dict:
         "backend": backend,
         "seed": seed,
         "startup": first.seen,
-        "steps_per_second": steps_per_second(history),
+        "steps_per_second": env_steps_per_second(history),
         **reached,
         "greedy": float(np.mean(returns)),
     }
@@ -149,7 +151,7 @@ def table(runs: list[dict]) -> str:
 def transport_table(runs: list[dict], rounds: dict[str, float]) -> str:
     """Ray's rate predicted from local's and the two backends' empty rounds, against the measured
     one (medians over seeds)."""
-    cfg = DPPOConfig(workers=2)
+    cfg = DPPO_DEFAULTS
     steps_per_round = (
         cfg.workers * cfg.envs_per_worker * cfg.rollout_steps / (cfg.epochs * cfg.minibatches)
     )
