@@ -304,10 +304,14 @@ class RankError:
 def rank_errors(log_dir: Path) -> list[RankError]:
     """The error files of the failed ranks: torchrun gives each rank
     ``LOG_DIR/<run id>/attempt_<n>/<local rank>/error.json`` (with ``--standalone`` the local
-    rank is the rank)."""
+    rank is the rank). A file that is not whole JSON is left out: its rank was stopped by
+    torchrun while writing it, so it failed after another rank did."""
     errors = []
     for path in sorted(log_dir.glob("*/attempt_*/*/error.json")):
-        message = json.loads(path.read_text()).get("message", {})
+        try:
+            message = json.loads(path.read_text()).get("message", {})
+        except json.JSONDecodeError:
+            continue
         if isinstance(message, str):
             message = {"message": message}
         extra = message.get("extraInfo", {})
@@ -352,8 +356,13 @@ def earliest_error(errors: list[RankError]) -> WorkerError:
     return WorkerError(cause.rank, f"(torchrun rank {cause.rank}) failed", cause.traceback)
 
 
+# One failure of torchrun's summary: three consecutive lines "rank : 1 (local_rank: 1)",
+# "exitcode : -9 (pid: ...)" and "error_file: <N/A>". Anchored to the starts of lines, so that
+# torchrun's log lines before the summary ("failed (exitcode: -15) local_rank: 0 ...") never
+# pair one rank with another rank's exit.
 SUMMARY_ENTRY = re.compile(
-    r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+).*?error_file\s*:\s*(\S+)", re.DOTALL
+    r"^\s*rank\s*:\s*(\d+).*\n\s*exitcode\s*:\s*(-?\d+).*\n\s*error_file\s*:\s*(\S+)",
+    re.MULTILINE,
 )
 
 

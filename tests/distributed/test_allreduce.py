@@ -24,6 +24,7 @@ from rlteach.distributed.allreduce import (
 from rlteach.distributed.dppo import DPPOConfig, run_dppo
 from rlteach.distributed.launcher import (
     RunFiles,
+    died_without_traceback,
     partial_result,
     rank_failure,
     run_dppo_torchrun,
@@ -176,6 +177,49 @@ def test_the_root_cause_is_the_rank_that_failed_on_its_own(tmp_path):
     error_file(1, "RuntimeError: boom")
     failure = rank_failure(files, 1)
     assert failure.worker == 1 and "boom" in str(failure)
+
+
+# The end of torchrun's output when rank 1 was SIGKILLed and rank 0, which raised PeerFailure,
+# was stopped by torchrun: its log names rank 0's exit before the summary lists rank 1's.
+KILLED_RANK_OUTPUT = """\
+[rank0]: PeerFailure: rank 0: all_reduce failed after 0.0 s
+W1201 14:09:39.040000 12339 api.py:1028] Sending process 12343 closing signal SIGTERM
+E1201 14:09:39.077000 12339 api.py:1002] failed (exitcode: -15) local_rank: 0 (pid: 12343) of binary
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+rlteach.distributed.allreduce FAILED
+------------------------------------------------------------
+Failures:
+[0]:
+  time      : 2026-12-01_14:09:39
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 12344)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 12344
+------------------------------------------------------------
+Root Cause (first observed failure):
+[1]:
+  time      : 2026-12-01_14:09:38
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 12343)  (SIGTERM)
+  error_file: /tmp/run/torchrun-logs/x/attempt_0/0/error.json
+  traceback : Traceback (most recent call last):
+============================================================
+"""
+
+
+def test_a_killed_rank_is_read_from_the_summary_not_from_the_log_lines_before_it(tmp_path):
+    """Also when torchrun stopped rank 0 halfway through writing its error file."""
+    files = RunFiles(tmp_path)
+    files.output.write_text(KILLED_RANK_OUTPUT)
+    cut_short = files.logs / "run" / "attempt_0" / "0" / "error.json"
+    cut_short.parent.mkdir(parents=True)
+    cut_short.write_text('{"message": {"message": "PeerFailure: rank 0: all_re')
+    assert died_without_traceback(KILLED_RANK_OUTPUT) == [1]
+    failure = rank_failure(files, 1)
+    assert failure.worker == 1 and "rank 1" in str(failure)
 
 
 def test_an_interrupt_before_rank_0_wrote_anything_returns_the_initial_policy(tmp_path):
