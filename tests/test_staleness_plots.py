@@ -111,3 +111,10 @@ def test_the_dashboard_draws_each_designs_own_staleness(algorithm, title):
     assert any(t.startswith(title) for t in titles), titles
     who = "learner" if algorithm == "impala" else "shared θ"
     assert any(t.startswith(f"{who} updates") for t in titles), titles
+
+
+def test_staleness_histograms_tick_whole_versions_only():
+    """Two bars (staleness 0 and 1) would get ticks at 0.25, 0.5, …; a staleness is a count."""
+    fig = plots.staleness_histogram([0, 1, 1, 1])
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) >= 2 and np.array_equal(ticks, np.round(ticks))

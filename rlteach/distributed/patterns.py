@@ -212,10 +212,13 @@ def _least_squares_worker(
     local_steps: int,
     local_lr: float,
     local_optimizer: str,
+    compute_seconds: float = 0.0,
 ) -> None:
     """Worker for the averaging comparison: each round, either push ``local_steps`` gradients of
     its loss, one per server step (gradient averaging), or take ``local_steps`` local steps and
-    push the new θ (parameter averaging) — the same number of optimizer steps either way."""
+    push the new θ (parameter averaging) — the same number of optimizer steps either way. Each
+    push waits ``compute_seconds`` after its pull: a sleep standing in for the forward and backward
+    pass of a network, which this problem's arithmetic (microseconds) does not have."""
     from rlteach.distributed.server import Optimizer
 
     A_w, b_w = A[ctx.worker_id], b[ctx.worker_id]
@@ -226,10 +229,12 @@ def _least_squares_worker(
             for step in range(local_steps):
                 if step > 0:
                     theta, version = ctx.pull()
+                time.sleep(compute_seconds)
                 receipt = ctx.push(A_w.T @ (A_w @ theta - b_w) / len(b_w), version)
         else:
             for _ in range(local_steps):
                 local.step(theta, A_w.T @ (A_w @ theta - b_w) / len(b_w))
+            time.sleep(compute_seconds)
             receipt = ctx.push(theta, version)
         ctx.report(version=version, staleness=receipt.staleness, waiting=receipt.waiting)
 
@@ -296,12 +301,20 @@ def _staleness_worker(ctx: WorkerContext, *args: Any) -> None:
     _least_squares_worker(ctx, *args)
 
 
+STALENESS_COMPUTE_SECONDS = 0.002  # the stand-in gradient of staleness_run: 2 ms of sleep
+
+
 def staleness_run(
-    workers: int = 2, rounds: int = 50, mode: str = "async", seed: int = 0
+    workers: int = 2,
+    rounds: int = 50,
+    mode: str = "async",
+    seed: int = 0,
+    compute_seconds: float = STALENESS_COMPUTE_SECONDS,
 ) -> ClusterResult:
-    """A gradient-averaging run on the least-squares problem, all workers starting together: its
-    :class:`ClusterResult` carries every push's staleness (always 0 in sync mode), the ``W``
-    start-line pushes (the server's first ``W``) left out."""
+    """A gradient-averaging run on the least-squares problem, all workers starting together, each
+    gradient taking ``compute_seconds`` between its pull and its push (the other workers' pushes
+    during that time make it stale): its :class:`ClusterResult` carries every push's staleness
+    (always 0 in sync mode), the ``W`` start-line pushes (the server's first ``W``) left out."""
     A, b = least_squares_problem(workers, seed=seed)
     cfg = ServerConfig(mode=mode, optimizer="sgd", lr=0.05)
     result = run_cluster(
@@ -310,7 +323,7 @@ def staleness_run(
         params=np.zeros(A.shape[2]),
         server=cfg,
         seed=seed,
-        args=(A, b, rounds, 1, 0.05, "sgd"),
+        args=(A, b, rounds, 1, 0.05, "sgd", compute_seconds),
     )
     result.server["pushes"] = result.server["pushes"][workers:]
     return result

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from rlteach.plots.core import Palette, Table, _axis, _legend_if_labelled, figure, mean_range
@@ -39,6 +40,7 @@ def staleness_histogram(
     values = np.asarray(staleness, dtype=int)
     counts = np.bincount(values) if len(values) else np.zeros(1, dtype=int)
     ax.bar(np.arange(len(counts)), counts, color=Palette[1])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # staleness is a count: no 0.25 ticks
     if serverless:
         ax.set_xlabel("staleness: other workers' updates between the read of θ and the update")
         ax.set_ylabel("updates")

@@ -56,6 +56,14 @@ def test_async_staleness_is_recorded_and_sync_has_none():
     assert len(run.staleness) == 90 and run.staleness.min() >= 0  # start-line pushes left out
 
 
+def test_async_staleness_grows_with_the_workers_when_a_gradient_takes_time():
+    """With 2 ms per gradient, each push is stale by the pushes the other W − 1 workers land in
+    those 2 ms: between (W − 1)/2 (all in step) and W − 1 (spread evenly) on average, so from
+    0.5–1 at W = 2 to 1.5–3 at W = 4. Without the 2 ms, scheduling sets it (0.3–1.1 here for both)."""
+    mean = {w: patterns.staleness_run(workers=w, rounds=20).staleness.mean() for w in (2, 4)}
+    assert mean[4] > mean[2] + 0.5, mean
+
+
 def test_async_staleness_run_starts_every_worker_from_a_common_start_line():
     """No worker computes a gradient before all three have pushed their start-line change, so
     every reported pull is of version >= 3 (without the line, the first worker starts at 0)."""
