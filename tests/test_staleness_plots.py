@@ -106,9 +106,10 @@ def test_staleness_by_design_counts_impalas_lags_and_the_others_staleness():
 def test_the_dashboard_draws_each_designs_own_staleness(algorithm, title):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = plots.distributed_dashboard(design_run(algorithm, [0, 1, 1]))
+        fig = plots.distributed_dashboard(design_run(algorithm, [0, 1, 1]), title="my run")
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith(title) for t in titles), titles
+    assert fig.get_suptitle().startswith("my run — "), fig.get_suptitle()  # the caller's title
     who = "learner" if algorithm == "impala" else "shared θ"
     assert any(t.startswith(f"{who} updates") for t in titles), titles
 

@@ -184,8 +184,10 @@ def distributed_dashboard(history: History, title: str = "") -> Figure:
         else:
             serverless = history.meta.get("algorithm") == "a3c"
             staleness = [r["staleness"] for r in history.updates]
-            title = f"staleness of the {'updates' if serverless else 'pushes'}"
-            staleness_histogram(staleness, ax=bottom, title=title, serverless=serverless)
+            what = "updates" if serverless else "pushes"
+            staleness_histogram(
+                staleness, ax=bottom, title=f"staleness of the {what}", serverless=serverless
+            )
     summary = run_summary(history)
     fig.suptitle(f"{title} — {summary}" if title else summary)
     return fig
