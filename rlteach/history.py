@@ -50,10 +50,16 @@ class History:
         return row
 
     def log_episodes(
-        self, returns: Iterable[float], lengths: Iterable[int], env_steps: int, **extra: float
+        self,
+        returns: Iterable[float],
+        lengths: Iterable[int],
+        env_steps: int,
+        wall_time: float | None = None,
+        **extra: float,
     ) -> None:
-        """Append one row per finished episode (all stamped with the same ``env_steps``)."""
-        now = self.elapsed()
+        """Append one row per finished episode (all stamped with the same ``env_steps`` and
+        ``wall_time``, by default now)."""
+        now = self.elapsed() if wall_time is None else wall_time
         for ret, length in zip(returns, lengths, strict=True):
             self.episodes.append(
                 {

@@ -24,7 +24,7 @@ from rlteach.algos.ppo import ADAM_EPS
 from rlteach.distributed.configs import DA3CConfig, DPPOConfig, WorkerConfig
 from rlteach.distributed.runtime import Cluster, ClusterBase
 from rlteach.distributed.server import ServerConfig
-from rlteach.distributed.worker import WorkerContext, WorkerIdentity
+from rlteach.distributed.worker import SENT_AT, WorkerContext, WorkerIdentity
 from rlteach.envs import EnvFn, env_factory, make_vector_env, physics_variations
 from rlteach.history import Callback, History, StopAtReturn
 from rlteach.nets import ActorCritic, alias_parameters, flat_parameters, set_flat_parameters
@@ -140,14 +140,29 @@ class RunRecorder:
         self.after_report()
 
     def record_episodes(self, worker: int, report: dict) -> dict:
-        """Log the episodes a report brings and the worker's env steps; return the rest."""
-        # start-up (spawning processes, importing torch) ends with the first report
-        self.history.meta.setdefault("startup_seconds", self.history.elapsed())
+        """Log the episodes a report brings and the worker's env steps; return the rest, with
+        its ``wall_time`` (:meth:`sent_time`)."""
         report = dict(report)
+        wall_time = self.sent_time(report.pop(SENT_AT, None))
+        # start-up (spawning processes, importing torch) ends with the first report
+        self.history.meta.setdefault("startup_seconds", wall_time)
         self.worker_steps[worker] = report.pop("env_steps")
         returns, lengths = report.pop("returns"), report.pop("lengths")
-        self.history.log_episodes(returns, lengths, self.env_steps, worker=worker)
-        return report
+        self.history.log_episodes(
+            returns, lengths, self.env_steps, wall_time=wall_time, worker=worker
+        )
+        return {**report, "wall_time": wall_time}
+
+    def sent_time(self, sent_at: float | None) -> float:
+        """When a report was sent, in seconds since the run started: now, less the time it waited
+        since ``sent_at`` (the worker's ``time.time()``; clamped to [0, now], against clocks of
+        different machines). While this process draws a live plot or evaluates θ, reports wait
+        in the queue: dated when read, they would pile up at one instant. Unstamped reports
+        (DD-PPO's rank 0 records its own) are dated now."""
+        now = self.history.elapsed()
+        if sent_at is None:
+            return now
+        return now - min(max(time.time() - sent_at, 0.0), now)
 
     def after_report(self) -> None:
         """Evaluate the global θ when ``eval_interval`` has passed; call the user's callback."""

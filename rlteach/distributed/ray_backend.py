@@ -39,7 +39,7 @@ import numpy as np
 from rlteach.distributed.runtime import ClusterBase, ClusterResult, WorkerError
 from rlteach.distributed.server import Server, ServerConfig, server_report
 from rlteach.distributed.shared import ACK_TIMEOUT, POLL, StopRun
-from rlteach.distributed.worker import ParameterChange, PushReceipt
+from rlteach.distributed.worker import ParameterChange, PushReceipt, stamped
 
 RAY_MISSING = "Ray is not installed: pip install 'rlteach[ray]' (or: make test, which installs it)"
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before ray.init is tried
@@ -266,7 +266,7 @@ class RayWorkerContext:
         return total
 
     def report(self, **metrics: Any) -> None:
-        self._server.report.remote(self.worker_id, metrics)
+        self._server.report.remote(self.worker_id, stamped(metrics))
 
     def _call(self, ref: Any) -> Any:  # ref: a Ray object reference
         try:

@@ -19,6 +19,14 @@ import numpy as np
 from rlteach.distributed.server import ServerConfig
 from rlteach.distributed.shared import ACK_TIMEOUT, Mailboxes, SharedParams, StopRun, parent_gone
 
+SENT_AT = "sent_at"  # the key of a report's send time, the worker's time.time()
+
+
+def stamped(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with the time they were sent (``SENT_AT``): the parent may read a report long
+    after, while it draws a live plot or evaluates θ, and dates it by when it was sent."""
+    return {**metrics, SENT_AT: time.time()}
+
 
 class WorkerIdentity(Protocol):
     """Who a worker is: its id in ``0 … W−1`` and the seed of its environments, actions and
@@ -182,15 +190,15 @@ class ProcessContext:
         return total
 
     def report(self, **metrics: Any) -> None:
-        """Send a dict of metrics to the notebook (does not wait)."""
-        self._events.put(("report", self.worker_id, metrics))
+        """Send a dict of metrics to the notebook, :func:`stamped` (does not wait)."""
+        self._events.put(("report", self.worker_id, stamped(metrics)))
 
     def send(self, **experience: Any) -> float:
         """Send a segment of experience to the parent, where ``Cluster.run``'s ``on_report``
         receives it as a report (IMPALA's learner). Waits only while the run's bounded queue
         (``experience_slots``) is full; returns the seconds it waited."""
         waited = self._mail.take_credit(lambda: self.stopping)
-        self._events.put(("experience", self.worker_id, experience))
+        self._events.put(("experience", self.worker_id, stamped(experience)))
         return waited
 
 

@@ -1,6 +1,7 @@
 """DA3C and DPPO on the parameter server: they learn, record what happened, and end cleanly."""
 
 import gc
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +49,25 @@ def test_history_holds_global_and_per_worker_records(run):
     assert h.meta["versions"] > 0 and len(h.meta["staleness"]) == h.meta["pushes_applied"]
     assert isinstance(result.policy, rlteach.ActorCritic) and not result.interrupted
     assert child_pids() == []
+
+
+def test_reports_are_dated_when_sent_not_when_a_busy_notebook_reads_them():
+    """The callback (a live plot's first drawing, say) keeps the parent busy for a second while the
+    workers go on: dated when read, the reports of that second would pile up at its end."""
+    busy = []
+
+    def slow_first_drawing(history):
+        if not busy:
+            busy.append(history.elapsed())
+            time.sleep(1.0)
+
+    result = run_da3c(
+        **{**QUICK, "total_steps": 6000, "eval_interval": 0}, callback=slow_first_drawing
+    )
+    times = result.history.column("wall_time", "updates")
+    during = (times > busy[0]) & (times < busy[0] + 1.0)
+    assert during.sum() >= 10, times  # the workers' updates of that second, spread over it
+    assert np.diff(times[during]).max() < 0.5
 
 
 @pytest.mark.parametrize(
