@@ -216,9 +216,8 @@ def _least_squares_worker(
 ) -> None:
     """Worker for the averaging comparison: each round, either push ``local_steps`` gradients of
     its loss, one per server step (gradient averaging), or take ``local_steps`` local steps and
-    push the new θ (parameter averaging) — the same number of optimizer steps either way. Each
-    push waits ``compute_seconds`` after its pull: a sleep standing in for the forward and backward
-    pass of a network, which this problem's arithmetic (microseconds) does not have."""
+    push the new θ (parameter averaging) — the same number of optimizer steps either way. A push
+    waits ``compute_seconds`` after its pull, standing in for a network's forward and backward pass."""
     from rlteach.distributed.server import Optimizer
 
     A_w, b_w = A[ctx.worker_id], b[ctx.worker_id]
@@ -301,20 +300,16 @@ def _staleness_worker(ctx: WorkerContext, *args: Any) -> None:
     _least_squares_worker(ctx, *args)
 
 
-STALENESS_COMPUTE_SECONDS = 0.002  # the stand-in gradient of staleness_run: 2 ms of sleep
-
-
 def staleness_run(
     workers: int = 2,
     rounds: int = 50,
     mode: str = "async",
     seed: int = 0,
-    compute_seconds: float = STALENESS_COMPUTE_SECONDS,
+    compute_seconds: float = 0.002,
 ) -> ClusterResult:
     """A gradient-averaging run on the least-squares problem, all workers starting together, each
-    gradient taking ``compute_seconds`` between its pull and its push (the other workers' pushes
-    during that time make it stale): its :class:`ClusterResult` carries every push's staleness
-    (always 0 in sync mode), the ``W`` start-line pushes (the server's first ``W``) left out."""
+    gradient taking ``compute_seconds`` (2 ms) between pull and push: its :class:`ClusterResult`
+    carries every push's staleness (0 in sync mode), the ``W`` start-line pushes left out."""
     A, b = least_squares_problem(workers, seed=seed)
     cfg = ServerConfig(mode=mode, optimizer="sgd", lr=0.05)
     result = run_cluster(
@@ -395,12 +390,7 @@ def sampling_throughput(
     start = min(p["start"] for p in parts)
     seconds = max(p["start"] + p["seconds"] for p in parts) - start
     obs = np.concatenate([p["obs"] for p in parts])
-    return {
-        "samples": len(obs),
-        "seconds": seconds,
-        "samples_per_second": len(obs) / seconds,
-        "obs": obs,
-    }
+    return dict(samples=len(obs), seconds=seconds, samples_per_second=len(obs) / seconds, obs=obs)
 
 
 def fit_amdahl(workers: ArrayLike, speedups: ArrayLike) -> float:
@@ -494,12 +484,10 @@ def split_evenly(total: int, parts: int) -> list[int]:
 
 @dataclass
 class Scaling:
-    """What :func:`measure_scaling` measured for one :class:`Workload`.
-
-    ``workers [K]`` the worker counts; ``samples [R, K]`` env steps collected by all workers;
-    ``seconds [R, K]`` wall time of each run (R repeats), from the start line to the last barrier;
-    ``serial_seconds [R, K]`` the part of it the learner update took.
-    """
+    """What :func:`measure_scaling` measured for one :class:`Workload`: ``workers [K]`` the worker
+    counts; ``samples [R, K]`` env steps collected by all workers; ``seconds [R, K]`` wall time of
+    each run (R repeats), from the start line to the last barrier; ``serial_seconds [R, K]`` the
+    part of it the learner update took."""
 
     workload: Workload
     workers: np.ndarray
@@ -514,12 +502,10 @@ class Scaling:
 
     @property
     def speedups(self) -> np.ndarray:
-        """Speed-up per repeat, ``[R, K]``, as the workload's law defines it.
-
-        Fixed work (Amdahl): ``T(1) / T(W)``. Growing work (Gustafson's scaled speed-up): the time
-        one worker would need for the W workers' work — its serial time plus W times its parallel
-        time, ``T_s(1) + W (T(1) − T_s(1))`` — over ``T(W)``.
-        """
+        """Speed-up per repeat, ``[R, K]``, as the workload's law defines it. Fixed work (Amdahl):
+        ``T(1) / T(W)``. Growing work (Gustafson's scaled speed-up): the time one worker would need
+        for the W workers' work — its serial time plus W times its parallel time,
+        ``T_s(1) + W (T(1) − T_s(1))`` — over ``T(W)``."""
         t1, serial1 = self.seconds[:, :1], self.serial_seconds[:, :1]
         if self.workload.work == "fixed":
             return t1 / self.seconds

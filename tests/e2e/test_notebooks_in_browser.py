@@ -10,11 +10,14 @@ A screenshot of each notebook after its run (also after a failure) is saved unde
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import time
 from contextlib import contextmanager
 
 import pytest
+from PIL import Image, ImageSequence
 from playwright.sync_api import expect
 
 from rlteach import checks
@@ -235,15 +238,24 @@ def test_notebook_runs_in_jupyterlab_and_shows_no_error_every_widget_and_its_fig
         assert plays(animations.last), f"{path.name}: the last episode's animation does not play"
 
 
-def plays(image, looks: int = 4) -> bool:
-    """Whether the page shows different frames of ``image`` over a second (screenshots of the
-    element a quarter of a second apart)."""
+def plays(image) -> bool:
+    """Whether the page shows different frames of ``image``, a GIF, within one loop of it and a
+    margin: screenshots of the element, as fast as they come. A short episode moves for a fifth of
+    a second and then holds its last frame for a second (``rlteach.episodes.END_PAUSE_MS``), so
+    screenshots at fixed intervals over a second can all fall on the held frame."""
     image.scroll_into_view_if_needed()
-    shots = []
-    for _ in range(looks):
-        shots.append(image.screenshot())
-        image.page.wait_for_timeout(250)
-    return len(set(shots)) > 1
+    first = image.screenshot()
+    deadline = time.monotonic() + gif_loop_seconds(image.get_attribute("src")) + 1.0
+    while time.monotonic() < deadline:
+        if image.screenshot() != first:
+            return True
+    return False
+
+
+def gif_loop_seconds(data_uri: str) -> float:
+    """How long one loop of the GIF in ``data_uri`` (``data:image/gif;base64,...``) lasts."""
+    with Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))) as gif:
+        return sum(frame.info.get("duration", 0) for frame in ImageSequence.Iterator(gif)) / 1000
 
 
 def test_every_notebook_has_an_expected_figure_count():
